@@ -1,0 +1,72 @@
+"""HTTP calls to game-server platforms that survive the failures the vendors document.
+
+Drop-in transports (:class:`ResilientAdapter` for requests,
+:class:`ResilientTransport` / :class:`AsyncResilientTransport` for httpx), event
+hooks that raise typed errors, pluggable vendor detectors and one sans-IO
+policy engine.
+"""
+
+from resilience import regions
+from resilience._budget import RetryBudget
+from resilience._classification import Category, Classification
+from resilience._classifier import classify
+from resilience._engine import Attempt, RetryEvent
+from resilience._history import attempts
+from resilience._policy import Policy
+from resilience._version import __version__
+from resilience.detectors import Detector, register_detector, registered_detectors
+from resilience.errors import (
+    BusinessRejected,
+    CapacityUnavailable,
+    ClientError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    NotImplementedByServer,
+    QuotaExhausted,
+    RateLimited,
+    ResilienceError,
+    ServerError,
+    SessionLost,
+    Unauthorized,
+)
+from resilience.hooks import async_httpx_event_hooks, httpx_event_hooks, requests_response_hook
+from resilience.httpx_transport import AsyncResilientTransport, ResilientTransport
+from resilience.requests_adapter import ResilientAdapter
+
+__all__ = [
+    "AsyncResilientTransport",
+    "Attempt",
+    "BusinessRejected",
+    "CapacityUnavailable",
+    "Category",
+    "Classification",
+    "ClientError",
+    "Conflict",
+    "Detector",
+    "Forbidden",
+    "InvalidRequest",
+    "NotFound",
+    "NotImplementedByServer",
+    "Policy",
+    "QuotaExhausted",
+    "RateLimited",
+    "ResilienceError",
+    "ResilientAdapter",
+    "ResilientTransport",
+    "RetryBudget",
+    "RetryEvent",
+    "ServerError",
+    "SessionLost",
+    "Unauthorized",
+    "__version__",
+    "async_httpx_event_hooks",
+    "attempts",
+    "classify",
+    "httpx_event_hooks",
+    "regions",
+    "register_detector",
+    "registered_detectors",
+    "requests_response_hook",
+]

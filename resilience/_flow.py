@@ -1,0 +1,304 @@
+"""The retry loop, written once as a generator and driven by each shell.
+
+Like httpx's ``Auth.auth_flow``, :func:`call_flow` yields commands (send this
+request, read this body, discard this response, sleep, done) and receives their
+results; the requests adapter and the httpx transports only carry them out,
+synchronously (:func:`drive`) or asynchronously (:func:`drive_async`). All
+decisions come from :class:`~resilience._engine.CallState`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from resilience._budget import BudgetState
+from resilience._classifier import Classifier
+from resilience._engine import UNSAFE_METHODS, Action, Attempt, CallState, ErrorKind, RetryEvent
+from resilience._policy import Policy
+from resilience._redact import redact_url
+from resilience._response import ResponseView
+from resilience.regions import JsonField, RegionLocator
+
+__all__ = ["ATTEMPTS_KEY", "Core", "Wire", "call_flow", "drive", "drive_async"]
+
+_log = logging.getLogger("resilience")
+
+#: Where the attempt history is kept on a response.
+ATTEMPTS_KEY = "resilience.attempts"
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+class Wire(Protocol[Req, Resp]):  # type: ignore[misc]
+    """What the flow needs to know about one HTTP library's objects (no I/O)."""
+
+    def method(self, request: Req) -> str: ...
+    def url(self, request: Req) -> str: ...
+    def host(self, request: Req) -> str | None: ...
+    def header(self, request: Req, name: str) -> str | None: ...
+    def set_header(self, request: Req, name: str, value: str) -> None: ...
+    def replayable(self, request: Req) -> bool: ...
+    def parts(self, request: Req) -> Any: ...
+    def rebuild(self, request: Req, parts: Any) -> Req: ...
+    def status(self, response: Resp) -> int: ...
+    def response_header(self, response: Resp, name: str) -> str | None: ...
+    def view(self, response: Resp, body: bytes | None, request: Req) -> ResponseView: ...
+    def error_kind(self, error: BaseException) -> ErrorKind | None: ...
+    def attach(self, response: Resp, attempts: tuple[Attempt, ...]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Send(Generic[Req]):
+    """Send ``request``; reply with the response or the exception raised."""
+
+    request: Req
+
+
+@dataclass(frozen=True, slots=True)
+class Read(Generic[Resp]):
+    """Read at most 64 KiB of ``response``; reply with ``(response, body or None)``."""
+
+    response: Resp
+
+
+@dataclass(frozen=True, slots=True)
+class Discard(Generic[Resp]):
+    """Drain (bounded) and close ``response``, which will not be returned."""
+
+    response: Resp
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Tell ``on_retry`` about ``event``, then wait ``seconds``."""
+
+    seconds: float
+    event: RetryEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Done(Generic[Resp]):
+    """Return ``response``, or raise ``error`` when it is set."""
+
+    response: Resp | None
+    error: BaseException | None
+
+
+Command = Send[Any] | Read[Any] | Discard[Any] | Sleep | Done[Any]
+
+
+class Core:
+    """What one transport shares between its calls: policy, classifier, budget.
+
+    Args:
+        policy: the policy.
+        monotonic: the clock for deadlines.
+        wall: the wall clock for ``Retry-After`` HTTP-dates.
+    """
+
+    __slots__ = ("budget", "classifier", "locator", "monotonic", "policy", "wall")
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy = policy
+        self.classifier = Classifier(policy.vendor, policy.vendor_hosts, policy.detectors)
+        self.budget: BudgetState | None = (
+            policy.retry_budget.new_state() if policy.retry_budget is not None else None
+        )
+        self.locator: RegionLocator = policy.region_locator or JsonField("location")
+        self.monotonic = monotonic
+        self.wall = wall
+
+
+def _carries_key(wire: Wire[Any, Any], request: Any) -> bool:
+    """Whether a POST/PATCH carries an idempotency key (header or body ``id``)."""
+    if wire.header(request, "idempotency-key") or wire.header(request, "x-idempotency-key"):
+        return True
+    # Gameye: POST /session carries the session's own "id", so repeating it
+    # cannot start a second session (a duplicate answers 409).
+    if wire.url(request).split("?", 1)[0].rstrip("/").endswith("/session"):
+        parts = wire.parts(request)
+        return JsonField("id").region_of(parts) is not None
+    return False
+
+
+def _log_retry(event: RetryEvent) -> None:
+    if not _log.isEnabledFor(logging.WARNING):
+        return
+    c = event.classification
+    what = f"{c.status} {c.code or c.category.value}" if c is not None else event.error
+    _log.warning(
+        "%s %s: %s; %s in %.3fs%s (vendor %s, trace id %s)",
+        event.method,
+        event.url,
+        what,
+        "failing over" if event.reason == "failover" else "retrying",
+        event.delay,
+        f" to {event.next_region}" if event.reason == "failover" else "",
+        c.vendor if c is not None else "-",
+        c.trace_id if c is not None else "-",
+    )
+
+
+def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Command, Any, None]:
+    """The retry loop of one call (see the module docstring)."""
+    policy = core.policy
+    method = wire.method(request)
+    if (
+        policy.idempotency_key
+        and method in UNSAFE_METHODS
+        and wire.header(request, "idempotency-key") is None
+    ):
+        wire.set_header(request, "Idempotency-Key", str(uuid.uuid4()))
+    region = None
+    if policy.regions:
+        region = core.locator.region_of(wire.parts(request))
+    host = wire.host(request)
+    call = CallState(
+        policy,
+        method=method,
+        url=redact_url(wire.url(request)),
+        started=core.monotonic(),
+        region=region,
+        replayable=wire.replayable(request),
+        idempotent=lambda: _carries_key(wire, request),
+        budget=core.budget,
+    )
+    while True:
+        outcome = yield Send(request)
+        if isinstance(outcome, BaseException):
+            kind = wire.error_kind(outcome)
+            if kind is None:
+                yield Done(None, outcome)
+                return
+            decision = call.on_error(kind, type(outcome).__name__, core.monotonic())
+            if decision.action is not Action.RETRY:
+                _log.debug("%s %s: %s, giving up: %s", method, call.url, decision.reason, outcome)
+                yield Done(None, outcome)
+                return
+        else:
+            response: Resp = outcome
+            status = wire.status(response)
+            if status < 400:
+                # The success path: no body read, no parsing.
+                c = core.classifier.success(
+                    status, host, wire.response_header(response, "x-request-id")
+                )
+                call.on_response(c, 0.0)
+                wire.attach(response, tuple(call.attempts))
+                yield Done(response, None)
+                return
+            response, body = yield Read(response)
+            view = wire.view(response, body, request)
+            classification = core.classifier.classify_view(view, core.wall())
+            decision = call.on_response(classification, core.monotonic())
+            if decision.action is not Action.RETRY:
+                if decision.action is Action.GIVE_UP:
+                    _log.debug(
+                        "%s %s: %s, giving up: %s", method, call.url, status, decision.reason
+                    )
+                wire.attach(response, tuple(call.attempts))
+                yield Done(response, None)
+                return
+            yield Discard(response)
+        event = decision.event
+        assert event is not None  # a RETRY decision always carries its event
+        _log_retry(event)
+        yield Sleep(decision.delay, event)
+        if event.next_region != event.region and event.next_region is not None:
+            request = wire.rebuild(
+                request, core.locator.with_region(wire.parts(request), event.next_region)
+            )
+
+
+class SyncIO(Protocol):
+    """The blocking operations of a synchronous shell."""
+
+    def send(self, request: Any) -> Any: ...
+    def read(self, response: Any) -> tuple[Any, bytes | None]: ...
+    def discard(self, response: Any) -> None: ...
+
+
+class AsyncIO(Protocol):
+    """The awaitable operations of an asynchronous shell."""
+
+    async def send(self, request: Any) -> Any: ...
+    async def read(self, response: Any) -> tuple[Any, bytes | None]: ...
+    async def discard(self, response: Any) -> None: ...
+
+
+def drive(
+    flow: Generator[Command, Any, None], io: SyncIO, policy: Policy, sleep: Callable[[float], Any]
+) -> Any:
+    """Carry out ``flow`` synchronously; return its response or raise its error."""
+    command = next(flow)
+    while True:
+        result: Any = None
+        if type(command) is Send:
+            try:
+                result = io.send(command.request)
+            except Exception as exc:
+                result = exc
+        elif type(command) is Read:
+            result = io.read(command.response)
+        elif type(command) is Discard:
+            io.discard(command.response)
+        elif type(command) is Sleep:
+            if policy.on_retry is not None:
+                policy.on_retry(command.event)
+            if command.seconds > 0:
+                sleep(command.seconds)
+        else:
+            assert type(command) is Done
+            flow.close()
+            if command.error is not None:
+                raise command.error
+            return command.response
+        command = flow.send(result)
+
+
+async def drive_async(
+    flow: Generator[Command, Any, None],
+    io: AsyncIO,
+    policy: Policy,
+    sleep: Callable[[float], Awaitable[Any]],
+) -> Any:
+    """Carry out ``flow`` asynchronously; return its response or raise its error."""
+    command = next(flow)
+    while True:
+        result: Any = None
+        if type(command) is Send:
+            try:
+                result = await io.send(command.request)
+            except Exception as exc:
+                result = exc
+        elif type(command) is Read:
+            result = await io.read(command.response)
+        elif type(command) is Discard:
+            await io.discard(command.response)
+        elif type(command) is Sleep:
+            if policy.on_retry is not None:
+                outcome = policy.on_retry(command.event)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            if command.seconds > 0:
+                await sleep(command.seconds)
+        else:
+            assert type(command) is Done
+            flow.close()
+            if command.error is not None:
+                raise command.error
+            return command.response
+        command = flow.send(result)

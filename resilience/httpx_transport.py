@@ -1,0 +1,328 @@
+"""httpx transports: ``ResilientTransport`` and ``AsyncResilientTransport``.
+
+Each wraps an inner transport (``httpx.HTTPTransport()`` /
+``httpx.AsyncHTTPTransport()`` unless one is given) and runs every request
+through the one retry flow of :mod:`resilience._flow`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from resilience._engine import Attempt, ErrorKind
+from resilience._flow import ATTEMPTS_KEY, Core, call_flow, drive, drive_async
+from resilience._policy import Policy
+from resilience._response import MAX_BODY, ResponseView
+from resilience.regions import RequestParts
+
+__all__ = ["AsyncResilientTransport", "ResilientTransport"]
+
+# Errors raised before the request could reach the server.
+_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+# Errors after which the server may have processed the request.
+_UNKNOWN_ERRORS = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
+class _HttpxWire:
+    """What the flow needs to know about httpx requests and responses."""
+
+    def method(self, request: httpx.Request) -> str:
+        return request.method
+
+    def url(self, request: httpx.Request) -> str:
+        return str(request.url)
+
+    def host(self, request: httpx.Request) -> str | None:
+        return request.url.host or None
+
+    def header(self, request: httpx.Request, name: str) -> str | None:
+        value: str | None = request.headers.get(name)
+        return value
+
+    def set_header(self, request: httpx.Request, name: str, value: str) -> None:
+        request.headers[name] = value
+
+    def replayable(self, request: httpx.Request) -> bool:
+        # Bytes bodies are held in a ByteStream; generators and files are not.
+        return isinstance(request.stream, httpx.ByteStream)
+
+    def parts(self, request: httpx.Request) -> RequestParts:
+        body = None
+        if isinstance(request.stream, httpx.ByteStream):
+            body = request.read() or None
+        return RequestParts(
+            method=request.method,
+            url=str(request.url),
+            headers=tuple(request.headers.multi_items()),
+            body=body,
+        )
+
+    def rebuild(self, request: httpx.Request, parts: RequestParts) -> httpx.Request:
+        return httpx.Request(
+            parts.method,
+            parts.url,
+            headers=list(parts.headers),
+            content=parts.body,
+            extensions=request.extensions,
+        )
+
+    def status(self, response: httpx.Response) -> int:
+        return response.status_code
+
+    def response_header(self, response: httpx.Response, name: str) -> str | None:
+        value: str | None = response.headers.get(name)
+        return value
+
+    def view(
+        self, response: httpx.Response, body: bytes | None, request: httpx.Request
+    ) -> ResponseView:
+        request_body = None
+        if isinstance(request.stream, httpx.ByteStream):
+            request_body = request.read()
+        return ResponseView(
+            status=response.status_code,
+            headers=response.headers,
+            body=body,
+            host=request.url.host or None,
+            method=request.method,
+            path=request.url.path,
+            request_body=request_body if request_body and len(request_body) <= MAX_BODY else None,
+        )
+
+    def error_kind(self, error: BaseException) -> ErrorKind | None:
+        if isinstance(error, _CONNECT_ERRORS):
+            return ErrorKind.CONNECT
+        if isinstance(error, _UNKNOWN_ERRORS):
+            return ErrorKind.UNKNOWN
+        if isinstance(error, httpx.TransportError):
+            return ErrorKind.FATAL
+        return None
+
+    def attach(self, response: httpx.Response, attempts: tuple[Attempt, ...]) -> None:
+        response.extensions[ATTEMPTS_KEY] = attempts
+
+
+_WIRE = _HttpxWire()
+
+
+def _known_small(response: httpx.Response) -> bool | None:
+    """True: Content-Length <= 64 KiB; False: larger; None: not given."""
+    length = response.headers.get("content-length")
+    if length is None or not length.isdigit():
+        return None
+    return int(length) <= MAX_BODY
+
+
+class _ChainedStream(httpx.SyncByteStream):
+    """The chunks already read, then the rest of the original stream."""
+
+    def __init__(self, head: list[bytes], rest: Iterator[bytes], original: Any) -> None:
+        self._head, self._rest, self._original = head, rest, original
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._head
+        self._head = []
+        yield from self._rest
+
+    def close(self) -> None:
+        self._original.close()
+
+
+class _AsyncChainedStream(httpx.AsyncByteStream):
+    """The chunks already read, then the rest of the original stream."""
+
+    def __init__(self, head: list[bytes], rest: AsyncIterator[bytes], original: Any) -> None:
+        self._head, self._rest, self._original = head, rest, original
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._head:
+            yield chunk
+        self._head = []
+        async for chunk in self._rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._original.aclose()
+
+
+def _replacement(response: httpx.Response, stream: Any) -> httpx.Response:
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=stream,
+        extensions=response.extensions,
+    )
+
+
+def _decoded(response: httpx.Response) -> bytes | None:
+    content = response.content
+    return content if len(content) <= MAX_BODY else None
+
+
+class _SyncIO:
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: httpx.BaseTransport) -> None:
+        self._transport = transport
+
+    def send(self, request: httpx.Request) -> httpx.Response:
+        return self._transport.handle_request(request)
+
+    def read(self, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
+        small = _known_small(response)
+        try:
+            if small:
+                response.read()
+                return response, _decoded(response)
+            if small is False:
+                return response, None
+            head: list[bytes] = []
+            size = 0
+            stream = response.stream
+            assert isinstance(stream, httpx.SyncByteStream)
+            chunks = iter(stream)
+            for chunk in chunks:
+                head.append(chunk)
+                size += len(chunk)
+                if size > MAX_BODY:
+                    return _replacement(response, _ChainedStream(head, chunks, stream)), None
+            stream.close()
+            whole = _replacement(response, httpx.ByteStream(b"".join(head)))
+            whole.read()
+            return whole, _decoded(whole)
+        except httpx.HTTPError:
+            return response, None
+
+    def discard(self, response: httpx.Response) -> None:
+        response.close()
+
+
+class _AsyncIO:
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport.handle_async_request(request)
+
+    async def read(self, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
+        small = _known_small(response)
+        try:
+            if small:
+                await response.aread()
+                return response, _decoded(response)
+            if small is False:
+                return response, None
+            head: list[bytes] = []
+            size = 0
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            chunks = stream.__aiter__()
+            async for chunk in chunks:
+                head.append(chunk)
+                size += len(chunk)
+                if size > MAX_BODY:
+                    return _replacement(response, _AsyncChainedStream(head, chunks, stream)), None
+            await stream.aclose()
+            whole = _replacement(response, httpx.ByteStream(b"".join(head)))
+            await whole.aread()
+            return whole, _decoded(whole)
+        except httpx.HTTPError:
+            return response, None
+
+    async def discard(self, response: httpx.Response) -> None:
+        await response.aclose()
+
+
+class ResilientTransport(httpx.BaseTransport):
+    """An httpx transport that retries what the vendors say to retry.
+
+    Args:
+        transport: the transport to wrap (``httpx.HTTPTransport()`` by default;
+            any ``httpx.BaseTransport``, ``httpx.MockTransport`` included).
+        policy: a :class:`~resilience.Policy`; keyword arguments override it.
+        **options: the keywords of :class:`~resilience.Policy`.
+
+    ``sleep`` defaults to :func:`time.sleep`. Closing this transport closes the
+    wrapped one.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        policy: Policy | None = None,
+        **options: Any,
+    ) -> None:
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise TypeError(
+                "transport must be an httpx.BaseTransport (AsyncResilientTransport is for async)"
+            )
+        self.policy = Policy.from_kwargs(policy, options)
+        self._transport = transport if transport is not None else httpx.HTTPTransport()
+        self._core = Core(self.policy)
+        self._io = _SyncIO(self._transport)
+        self._sleep = self.policy.sleep or time.sleep
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``, retrying per the policy; return the final response."""
+        flow = call_flow(self._core, _WIRE, request)
+        response: httpx.Response = drive(flow, self._io, self.policy, self._sleep)
+        return response
+
+    def close(self) -> None:
+        """Close the wrapped transport."""
+        self._transport.close()
+
+
+class AsyncResilientTransport(httpx.AsyncBaseTransport):
+    """The asyncio counterpart of :class:`ResilientTransport`.
+
+    Args:
+        transport: the async transport to wrap (``httpx.AsyncHTTPTransport()``
+            by default; ``httpx.MockTransport`` works too).
+        policy: a :class:`~resilience.Policy`; keyword arguments override it.
+        **options: the keywords of :class:`~resilience.Policy`.
+
+    ``sleep`` must be an async callable; it defaults to :func:`asyncio.sleep`.
+    ``on_retry`` may be a plain or a coroutine function.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        policy: Policy | None = None,
+        **options: Any,
+    ) -> None:
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise TypeError(
+                "transport must be an httpx.AsyncBaseTransport (ResilientTransport is for sync)"
+            )
+        self.policy = Policy.from_kwargs(policy, options)
+        self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
+        self._core = Core(self.policy)
+        self._io = _AsyncIO(self._transport)
+        self._sleep = self.policy.sleep or asyncio.sleep
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``, retrying per the policy; return the final response."""
+        flow = call_flow(self._core, _WIRE, request)
+        response: httpx.Response = await drive_async(flow, self._io, self.policy, self._sleep)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._transport.aclose()

@@ -1,0 +1,191 @@
+"""Where the region of a request lives, for ``CAPACITY`` failover.
+
+A region locator reads the region of a request and rewrites a request to
+another region. The built-in ones cover a JSON body field (Gameye's
+``location``), a host mapping, a header and a query parameter; any object with
+the same two methods works.
+
+Locators work on :class:`RequestParts`, a library-neutral copy of the request,
+and change only what holds the region: other headers and body fields are kept
+byte for byte, and ``Content-Length`` is corrected when the body changes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = ["Header", "HostMap", "JsonField", "QueryParam", "RegionLocator", "RequestParts"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestParts:
+    """A request as plain values.
+
+    Attributes:
+        method: upper-case method.
+        url: the full URL.
+        headers: header pairs in order (names as sent).
+        body: the body bytes, or ``None`` when there is none.
+    """
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+
+    def header(self, name: str) -> str | None:
+        """The first header called ``name`` (case-insensitive), or ``None``."""
+        lowered = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lowered:
+                return value
+        return None
+
+    def with_header(self, name: str, value: str) -> RequestParts:
+        """A copy with header ``name`` set to ``value`` (replacing any)."""
+        lowered = name.lower()
+        kept = tuple((k, v) for k, v in self.headers if k.lower() != lowered)
+        return replace(self, headers=(*kept, (name, value)))
+
+    def with_body(self, body: bytes) -> RequestParts:
+        """A copy with ``body`` and a matching ``Content-Length``."""
+        parts = replace(self, body=body)
+        if self.header("content-length") is not None or body:
+            parts = parts.with_header("Content-Length", str(len(body)))
+        return parts
+
+
+@runtime_checkable
+class RegionLocator(Protocol):
+    """Reads and rewrites the region of a request."""
+
+    def region_of(self, request: RequestParts) -> str | None:
+        """The region the request targets, or ``None`` when it names none."""
+
+    def with_region(self, request: RequestParts, region: str) -> RequestParts:
+        """A copy of ``request`` aimed at ``region``."""
+
+
+@dataclass(frozen=True, slots=True)
+class JsonField:
+    """The region is a top-level field of a JSON object body (Gameye: ``location``).
+
+    The rewrite replaces only that field's value in the original bytes, so
+    every other byte of the body is unchanged.
+    """
+
+    name: str = "location"
+
+    def _pattern(self) -> re.Pattern[bytes]:
+        key = re.escape(json.dumps(self.name).encode())
+        return re.compile(rb"(" + key + rb'\s*:\s*)("(?:[^"\\]|\\.)*")')
+
+    def region_of(self, request: RequestParts) -> str | None:
+        """The field's value when the body is a JSON object holding a string there."""
+        if not request.body:
+            return None
+        try:
+            document = json.loads(request.body)
+        except (ValueError, RecursionError):
+            return None
+        value = document.get(self.name) if isinstance(document, dict) else None
+        return value if isinstance(value, str) else None
+
+    def with_region(self, request: RequestParts, region: str) -> RequestParts:
+        """Replace the field's value in place; other bytes are untouched."""
+        if not request.body or self.region_of(request) is None:
+            return request
+        document = json.loads(request.body)
+        new_value = json.dumps(region).encode()
+        body = request.body
+        for match in self._pattern().finditer(body):
+            # Only the top-level occurrence: check that decoding the value at
+            # this position gives the top-level value.
+            if json.loads(match.group(2)) == document[self.name]:
+                candidate = body[: match.start(2)] + new_value + body[match.end(2) :]
+                try:
+                    rewritten = json.loads(candidate)
+                except ValueError:
+                    continue
+                if isinstance(rewritten, dict) and rewritten.get(self.name) == region:
+                    return request.with_body(candidate)
+        document[self.name] = region
+        return request.with_body(json.dumps(document, separators=(",", ":")).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class HostMap:
+    """Each region has its own base URL: ``{"eu-west": "https://eu.api.example", ...}``.
+
+    Only the matching base URL prefix of the request URL is swapped, so
+    credentials are only ever sent to hosts this mapping names.
+    """
+
+    bases: Mapping[str, str]
+
+    def region_of(self, request: RequestParts) -> str | None:
+        """The region whose base URL prefixes the request URL (longest wins)."""
+        best: tuple[int, str] | None = None
+        for region, base in self.bases.items():
+            prefix = base.rstrip("/")
+            matches = request.url == prefix or request.url.startswith((prefix + "/", prefix + "?"))
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), region)
+        return best[1] if best else None
+
+    def with_region(self, request: RequestParts, region: str) -> RequestParts:
+        """Swap the base URL of the current region for the one of ``region``."""
+        current = self.region_of(request)
+        if current is None or region not in self.bases:
+            return request
+        old = self.bases[current].rstrip("/")
+        new = self.bases[region].rstrip("/")
+        parts = replace(request, url=new + request.url[len(old) :])
+        host = urlsplit(new).netloc
+        if request.header("host") is not None and host:
+            parts = parts.with_header("Host", host)
+        return parts
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The region is a request header, e.g. ``X-Region``."""
+
+    name: str = "X-Region"
+
+    def region_of(self, request: RequestParts) -> str | None:
+        """The header's value."""
+        return request.header(self.name)
+
+    def with_region(self, request: RequestParts, region: str) -> RequestParts:
+        """Set the header to ``region``."""
+        return request.with_header(self.name, region)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParam:
+    """The region is a query parameter, e.g. ``?region=eu-west``."""
+
+    name: str = "region"
+
+    def region_of(self, request: RequestParts) -> str | None:
+        """The parameter's first value."""
+        for key, value in parse_qsl(urlsplit(request.url).query, keep_blank_values=True):
+            if key == self.name:
+                return value
+        return None
+
+    def with_region(self, request: RequestParts, region: str) -> RequestParts:
+        """Set the parameter to ``region``; other parameters keep their order."""
+        split = urlsplit(request.url)
+        pairs = parse_qsl(split.query, keep_blank_values=True)
+        if any(k == self.name for k, _ in pairs):
+            pairs = [(k, region if k == self.name else v) for k, v in pairs]
+        else:
+            pairs.append((self.name, region))
+        return replace(request, url=urlunsplit(split._replace(query=urlencode(pairs))))

@@ -1,0 +1,20 @@
+"""The public surface: what ``resilience`` exports."""
+
+import resilience
+
+
+def test_all_is_sorted_and_complete() -> None:
+    public = {name for name in dir(resilience) if not name.startswith("_")} - {
+        "detectors",
+        "errors",
+        "hooks",
+        "httpx_transport",
+        "requests_adapter",
+    }
+    assert sorted(resilience.__all__) == resilience.__all__
+    assert public | {"__version__"} == set(resilience.__all__)
+
+
+def test_every_exported_name_resolves() -> None:
+    for name in resilience.__all__:
+        assert getattr(resilience, name) is not None
