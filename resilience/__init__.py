@@ -6,6 +6,8 @@ hooks that raise typed errors, pluggable vendor detectors and one sans-IO
 policy engine.
 """
 
+import logging as _logging
+
 from resilience import regions
 from resilience._budget import RetryBudget
 from resilience._classification import Category, Classification
@@ -34,6 +36,9 @@ from resilience.errors import (
 from resilience.hooks import async_httpx_event_hooks, httpx_event_hooks, requests_response_hook
 from resilience.httpx_transport import AsyncResilientTransport, ResilientTransport
 from resilience.requests_adapter import ResilientAdapter
+
+# A library logs; the application decides where it goes.
+_logging.getLogger("resilience").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AsyncResilientTransport",

@@ -16,7 +16,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Resilient transports for game-server vendor APIs.",
     )
     parser.add_argument("--version", action="version", version=f"resilience {__version__}")
-    parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command")
+    demo = commands.add_parser(
+        "demo",
+        help="play a scripted day of a game backend against the embedded vendor simulator",
+        description=(
+            "Starts the embedded vendor simulator on 127.0.0.1 and drives scripted faults "
+            "for Gameye, 8bitedge and Playwave through requests, httpx and httpx async, "
+            "printing what each call went through and how it ended. Needs no network and "
+            "no configuration; exits 1 if a call did not end as scripted."
+        ),
+    )
+    demo.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from resilience._demo import run_demo
+
+        status: int = run_demo(as_json=args.json)
+        return status
     from resilience.detectors import registered_detectors
 
     print(f"resilience {__version__}")

@@ -82,6 +82,20 @@ class _Judge:
         if c.category not in self.passing:
             raise_for(c, response, attempts(response), library_error)
 
+    @staticmethod
+    def decided(response: Any) -> Classification | None:
+        """The resilient transport's verdict on an error response, if it gave one.
+
+        It knows what a fresh look cannot: a Gameye 409 that answers the retry
+        of an attempt whose answer was lost means the session was created.
+        """
+        history = attempts(response)
+        if history:
+            c = history[-1].classification
+            if c is not None and c.category is not Category.OK:
+                return c
+        return None
+
 
 def _httpx_judge_args(response: httpx.Response) -> tuple[str | None, str | None, str | None]:
     request = response.request
@@ -108,6 +122,10 @@ def httpx_event_hooks(
     judge = _Judge(vendor, vendor_hosts, detectors, business_codes, ignore)
 
     def on_response(response: httpx.Response) -> None:
+        decided = judge.decided(response)
+        if decided is not None:
+            judge.check(decided, response, httpx.HTTPStatusError)
+            return
         host, method, path = _httpx_judge_args(response)
         body = None
         if judge.wants_body(response.status_code, host, response.headers):
@@ -133,6 +151,10 @@ def async_httpx_event_hooks(
     judge = _Judge(vendor, vendor_hosts, detectors, business_codes, ignore)
 
     async def on_response(response: httpx.Response) -> None:
+        decided = judge.decided(response)
+        if decided is not None:
+            judge.check(decided, response, httpx.HTTPStatusError)
+            return
         host, method, path = _httpx_judge_args(response)
         body = None
         if judge.wants_body(response.status_code, host, response.headers):
@@ -160,6 +182,10 @@ def requests_response_hook(
     judge = _Judge(vendor, vendor_hosts, detectors, business_codes, ignore)
 
     def on_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        decided = judge.decided(response)
+        if decided is not None:
+            judge.check(decided, response, requests.HTTPError)
+            return
         request = response.request
         try:
             split = urlsplit(request.url or "")

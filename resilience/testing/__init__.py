@@ -1,0 +1,11 @@
+"""Test helpers: an embedded simulator of the game-server vendor APIs.
+
+:class:`VendorSimulator` is a real HTTP/1.1 server on 127.0.0.1 that speaks the
+Gameye, 8bitedge and Playwave envelopes and answers with scripted faults
+(:class:`Reply`). The pytest fixture ``vendor_simulator`` gives a started one.
+"""
+
+from resilience.testing._replies import Reply
+from resilience.testing._simulator import RecordedRequest, VendorSimulator
+
+__all__ = ["RecordedRequest", "Reply", "VendorSimulator"]
