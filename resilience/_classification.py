@@ -86,6 +86,23 @@ class Classification:
     retry_after: float | None = None
     retryable: bool = False
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # ``details`` is a read-only proxy, which pickle refuses: send a dict.
+        return (
+            _restore,
+            (
+                self.vendor,
+                self.category,
+                self.status,
+                self.code,
+                self.message,
+                dict(self.details),
+                self.trace_id,
+                self.retry_after,
+                self.retryable,
+            ),
+        )
+
     @classmethod
     def of(
         cls,
@@ -111,3 +128,27 @@ class Classification:
             retry_after=retry_after,
             retryable=category in RETRYABLE,
         )
+
+
+def _restore(
+    vendor: str,
+    category: Category,
+    status: int,
+    code: str | None,
+    message: str | None,
+    details: dict[str, Any],
+    trace_id: str | None,
+    retry_after: float | None,
+    retryable: bool,
+) -> Classification:
+    return Classification(
+        vendor,
+        category,
+        status,
+        code,
+        message,
+        MappingProxyType(details) if details else EMPTY_DETAILS,
+        trace_id,
+        retry_after,
+        retryable,
+    )

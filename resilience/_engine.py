@@ -155,6 +155,7 @@ class CallState:
         "_previous_backoff",
         "_tried",
         "_unknown_before",
+        "_waited",
         "attempts",
         "budget",
         "method",
@@ -190,6 +191,7 @@ class CallState:
         self.attempts: list[Attempt] = []
         self._idempotent = idempotent
         self._pending_delay = 0.0
+        self._waited = 0.0
         self._previous_backoff: float | None = None
         self._capacity_here = 0
         self._tried = {region} if region is not None else set()
@@ -286,28 +288,34 @@ class CallState:
         if not self.replayable:
             return self._finish(c, error, Action.GIVE_UP, "request body cannot be replayed")
         retry_after = c.retry_after if (c is not None and p.respect_retry_after) else None
-        if retry_after is not None and retry_after > p.retry_after_max:
-            return self._finish(
-                c, error, Action.GIVE_UP, f"Retry-After {retry_after:g}s exceeds retry_after_max"
-            )
+        too_long = retry_after is not None and retry_after > p.retry_after_max
         next_region = self.region
         reason = "retry"
         category = c.category if c is not None else Category.TRANSIENT
         if category is Category.CAPACITY:
-            if self._capacity_here < p.capacity_retries:
+            if self._capacity_here < p.capacity_retries and not too_long:
                 delay = retry_after if retry_after is not None else self.uniform(*CAPACITY_WAIT)
             else:
+                # Another region does not wait, whatever this one asked.
                 next_region = self._next_region()
                 if next_region is None:
-                    return self._finish(c, error, Action.GIVE_UP, "no region left to fail over to")
+                    why = "no region left to fail over to"
+                    return self._finish(c, error, Action.GIVE_UP, why)
                 delay, reason = 0.0, "failover"
+        elif too_long:
+            assert retry_after is not None
+            why = f"Retry-After {retry_after:g}s exceeds retry_after_max"
+            return self._finish(c, error, Action.GIVE_UP, why)
         elif retry_after is not None:
             delay = retry_after
         elif category is Category.CONFLICT_PENDING:
             delay = max(self._backoff(), p.conflict_delay)
         else:
             delay = self._backoff()
-        if p.deadline is not None and (now - self.started) + delay > p.deadline:
+        # Elapsed time counts the waits already asked for too, so that an
+        # injected sleep that returns at once still meets the deadline.
+        elapsed = max(now - self.started, self._waited)
+        if p.deadline is not None and elapsed + delay > p.deadline:
             return self._finish(c, error, Action.GIVE_UP, "deadline would be crossed")
         if self.budget is not None and not self.budget.allows_retry():
             return self._finish(c, error, Action.GIVE_UP, "retry budget exhausted")
@@ -330,6 +338,7 @@ class CallState:
             self._capacity_here += 1
         self.region = next_region
         self._pending_delay = delay
+        self._waited += delay
         return Decision(Action.RETRY, delay, next_region, reason, c, event)
 
     def _next_region(self) -> str | None:

@@ -25,7 +25,15 @@ from resilience._redact import redact_url
 from resilience._response import ResponseView
 from resilience.regions import JsonField, RegionLocator
 
-__all__ = ["ATTEMPTS_KEY", "Core", "Wire", "call_flow", "drive", "drive_async"]
+__all__ = [
+    "ATTEMPTS_KEY",
+    "Core",
+    "Wire",
+    "call_flow",
+    "drive",
+    "drive_async",
+    "refuse_coroutine_functions",
+]
 
 _log = logging.getLogger("resilience")
 
@@ -148,7 +156,7 @@ def _log_retry(event: RetryEvent) -> None:
         event.delay,
         f" to {event.next_region}" if event.reason == "failover" else "",
         c.vendor if c is not None else "-",
-        c.trace_id if c is not None else "-",
+        (c.trace_id if c is not None else None) or "-",
     )
 
 
@@ -160,6 +168,7 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
         policy.idempotency_key
         and method in UNSAFE_METHODS
         and wire.header(request, "idempotency-key") is None
+        and wire.header(request, "x-idempotency-key") is None
     ):
         wire.set_header(request, "Idempotency-Key", str(uuid.uuid4()))
     region = None
@@ -185,7 +194,14 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
                 return
             decision = call.on_error(kind, type(outcome).__name__, core.monotonic())
             if decision.action is not Action.RETRY:
-                _log.debug("%s %s: %s, giving up: %s", method, call.url, decision.reason, outcome)
+                # The error's class only: its text may quote the URL's credentials.
+                _log.debug(
+                    "%s %s: %s, giving up: %s",
+                    method,
+                    call.url,
+                    type(outcome).__name__,
+                    decision.reason,
+                )
                 yield Done(None, outcome)
                 return
         else:
@@ -239,6 +255,22 @@ class AsyncIO(Protocol):
     async def discard(self, response: Any) -> None: ...
 
 
+def _refuse_awaitable(result: object, name: str) -> None:
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        raise TypeError(f"{name} returned an awaitable: use AsyncResilientTransport for async")
+
+
+def refuse_coroutine_functions(policy: Policy) -> None:
+    """A sync shell cannot await: reject async ``on_retry``/``sleep`` up front."""
+    for name in ("on_retry", "sleep"):
+        value = getattr(policy, name)
+        if value is not None and inspect.iscoroutinefunction(value):
+            raise TypeError(f"{name} is a coroutine function: use AsyncResilientTransport")
+
+
 def drive(
     flow: Generator[Command, Any, None], io: SyncIO, policy: Policy, sleep: Callable[[float], Any]
 ) -> Any:
@@ -257,9 +289,9 @@ def drive(
             io.discard(command.response)
         elif type(command) is Sleep:
             if policy.on_retry is not None:
-                policy.on_retry(command.event)
+                _refuse_awaitable(policy.on_retry(command.event), "on_retry")
             if command.seconds > 0:
-                sleep(command.seconds)
+                _refuse_awaitable(sleep(command.seconds), "sleep")
         else:
             assert type(command) is Done
             flow.close()
@@ -294,7 +326,9 @@ async def drive_async(
                 if inspect.isawaitable(outcome):
                     await outcome
             if command.seconds > 0:
-                await sleep(command.seconds)
+                slept = sleep(command.seconds)
+                if inspect.isawaitable(slept):
+                    await slept
         else:
             assert type(command) is Done
             flow.close()

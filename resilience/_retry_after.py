@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 
 __all__ = ["parse_retry_after"]
@@ -46,6 +47,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     try:
         when = parsedate_to_datetime(text)
+        if when.tzinfo is None:
+            # An HTTP-date is always GMT (RFC 9110 §5.6.7); the asctime form and
+            # "-0000" carry no zone and must not be read as local time.
+            when = when.replace(tzinfo=timezone.utc)
         timestamp = when.timestamp()
     except (TypeError, ValueError, IndexError, OverflowError, OSError):
         _log.debug("ignoring unparseable Retry-After %r", text[:64])

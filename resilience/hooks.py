@@ -46,8 +46,18 @@ class _Judge:
         self.business_codes = business_codes
         self.passing = _PASS | {Category(c) for c in ignore}
 
-    def wants_body(self, status: int, host: str | None, headers: Any) -> bool:
-        """Whether the body should be read (bounded) before classifying."""
+    def wants_body(
+        self, status: int, host: str | None, headers: Any, *, any_length: bool = False
+    ) -> bool:
+        """Whether the body should be read before classifying.
+
+        Args:
+            status: the response status.
+            host: the request's host.
+            headers: the response headers.
+            any_length: read a body of unknown length too (the client is about
+                to read it whole anyway).
+        """
         if status < 300:
             if not (self.business_codes and self.classifier.reads_success_body(host)):
                 return False
@@ -56,8 +66,13 @@ class _Judge:
                 return False
         elif status < 400:
             return False
+        # A body of unknown length is not read here: it may be huge, or a
+        # stream the caller means to consume. The status then decides (behind
+        # a resilient transport, its bounded read has already classified it).
         length = headers.get("content-length")
-        return length is None or (length.isdigit() and int(length) <= MAX_BODY)
+        if length is None:
+            return any_length
+        return length.isdigit() and int(length) <= MAX_BODY
 
     def classify(
         self,
@@ -193,7 +208,10 @@ def requests_response_hook(
         except ValueError:
             host = path = None
         body = None
-        if judge.wants_body(response.status_code, host, response.headers):
+        # Without stream=True, requests reads the whole body right after the
+        # hooks: reading it here first costs nothing more.
+        any_length = not kwargs.get("stream", False)
+        if judge.wants_body(response.status_code, host, response.headers, any_length=any_length):
             try:
                 body = response.content
             except requests.RequestException:

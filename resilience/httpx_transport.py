@@ -15,7 +15,14 @@ from typing import Any
 import httpx
 
 from resilience._engine import Attempt, ErrorKind
-from resilience._flow import ATTEMPTS_KEY, Core, call_flow, drive, drive_async
+from resilience._flow import (
+    ATTEMPTS_KEY,
+    Core,
+    call_flow,
+    drive,
+    drive_async,
+    refuse_coroutine_functions,
+)
 from resilience._policy import Policy
 from resilience._response import MAX_BODY, ResponseView
 from resilience.regions import RequestParts
@@ -272,6 +279,7 @@ class ResilientTransport(httpx.BaseTransport):
             )
         self.policy = Policy.from_kwargs(policy, options)
         self._transport = transport if transport is not None else httpx.HTTPTransport()
+        refuse_coroutine_functions(self.policy)
         self._core = Core(self.policy)
         self._io = _SyncIO(self._transport)
         self._sleep = self.policy.sleep or time.sleep

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 __all__ = ["Header", "HostMap", "JsonField", "QueryParam", "RegionLocator", "RequestParts"]
 
@@ -181,11 +181,20 @@ class QueryParam:
         return None
 
     def with_region(self, request: RequestParts, region: str) -> RequestParts:
-        """Set the parameter to ``region``; other parameters keep their order."""
+        """Set the parameter to ``region``; other parameters are kept byte for byte.
+
+        Re-encoding the whole query would change other parameters' spelling
+        (``a,b`` -> ``a%2Cb``, ``%20`` -> ``+``) and break signed URLs.
+        """
         split = urlsplit(request.url)
-        pairs = parse_qsl(split.query, keep_blank_values=True)
-        if any(k == self.name for k, _ in pairs):
-            pairs = [(k, region if k == self.name else v) for k, v in pairs]
-        else:
-            pairs.append((self.name, region))
-        return replace(request, url=urlunsplit(split._replace(query=urlencode(pairs))))
+        value = quote_plus(region, safe="")
+        segments = split.query.split("&") if split.query else []
+        found = False
+        for i, segment in enumerate(segments):
+            key = segment.split("=", 1)[0]
+            if unquote_plus(key) == self.name:
+                segments[i] = f"{key}={value}"
+                found = True
+        if not found:
+            segments.append(f"{quote_plus(self.name, safe='')}={value}")
+        return replace(request, url=urlunsplit(split._replace(query="&".join(segments))))

@@ -24,7 +24,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from resilience._engine import Attempt, ErrorKind
-from resilience._flow import Core, call_flow, drive
+from resilience._flow import Core, call_flow, drive, refuse_coroutine_functions
 from resilience._policy import Policy
 from resilience._response import MAX_BODY, ResponseView
 from resilience.regions import RequestParts
@@ -243,6 +243,7 @@ class ResilientAdapter(HTTPAdapter):
         **options: Any,
     ) -> None:
         self.policy = Policy.from_kwargs(policy, options)
+        refuse_coroutine_functions(self.policy)
         super().__init__(
             pool_connections=pool_connections,
             pool_maxsize=pool_maxsize,

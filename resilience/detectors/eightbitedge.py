@@ -32,6 +32,10 @@ _CODES: Mapping[str, Category] = {
     "server_error": Category.TRANSIENT,
 }
 
+# Statuses whose meaning on 8bitedge differs from the generic rule, for when
+# the body is missing or unreadable: 402 is only ever ``quota_exceeded``.
+_STATUSES: Mapping[int, Category] = {402: Category.QUOTA_EXHAUSTED}
+
 
 class EightBitEdgeDetector:
     """8bitedge: the ``error.code`` decides, the status when the code is unknown."""
@@ -55,7 +59,7 @@ class EightBitEdgeDetector:
         error = payload.get("error") if isinstance(payload, dict) else None
         error = error if isinstance(error, dict) else {}
         code = text_or_none(error.get("code"))
-        category = status_category(view.status)
+        category = _STATUSES.get(view.status) or status_category(view.status)
         if category is not Category.OK and code is not None and code in _CODES:
             category = _CODES[code]
         details = error.get("details")

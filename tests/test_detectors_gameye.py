@@ -1,0 +1,189 @@
+"""Gameye's error table, row by row, for requests and httpx responses alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import httpx
+import pytest
+import requests
+from requests.structures import CaseInsensitiveDict
+
+from resilience import Category, classify
+
+SESSION_URL = "https://api.gameye.io/session"
+TRACE = "3bc545b7-4750-47e6-a918-c93debc58663"
+
+
+class Respond(Protocol):
+    def __call__(
+        self,
+        status: int,
+        payload: Any = None,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        method: str = "POST",
+        url: str = SESSION_URL,
+    ) -> Any: ...
+
+
+def _requests_response(
+    status: int, body: bytes, headers: Mapping[str, str], method: str, url: str
+) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = body
+    response.headers = CaseInsensitiveDict(headers)
+    response.request = requests.Request(method, url).prepare()
+    return response
+
+
+def _httpx_response(
+    status: int, body: bytes, headers: Mapping[str, str], method: str, url: str
+) -> httpx.Response:
+    return httpx.Response(
+        status, content=body, headers=dict(headers), request=httpx.Request(method, url)
+    )
+
+
+@pytest.fixture(params=["requests", "httpx"])
+def respond(request: pytest.FixtureRequest) -> Respond:
+    """Build a finished response of the parametrised library."""
+    build = _requests_response if request.param == "requests" else _httpx_response
+
+    def respond(
+        status: int,
+        payload: Any = None,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        method: str = "POST",
+        url: str = SESSION_URL,
+    ) -> Any:
+        if body is None:
+            body = b"" if payload is None else json.dumps(payload).encode()
+        return build(status, body, headers or {}, method, url)
+
+    return respond
+
+
+def envelope(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """Gameye's documented error body."""
+    return {
+        "statusCode": status,
+        "code": code,
+        "message": message,
+        "identifier": TRACE,
+        "path": "/session",
+        "timestamp": "2026-03-05T12:00:00Z",
+        **extra,
+    }
+
+
+# One row per line of Gameye's "Error Codes" table.
+ERROR_ROWS = [
+    pytest.param(401, "UNAUTHORIZED", Category.UNAUTHORIZED, False, id="401-unauthorized"),
+    pytest.param(403, "QUOTA_EXCEEDED", Category.QUOTA_EXHAUSTED, False, id="403-quota"),
+    pytest.param(404, "NOT_FOUND", Category.NOT_FOUND, False, id="404-not-found"),
+    pytest.param(409, "CONFLICT", Category.CONFLICT, False, id="409-conflict"),
+    pytest.param(420, "CAPACITY_UNAVAILABLE", Category.CAPACITY, True, id="420-capacity"),
+    pytest.param(422, "INVALID_REQUEST", Category.INVALID_REQUEST, False, id="422-invalid"),
+    pytest.param(500, "INTERNAL_ERROR", Category.TRANSIENT, True, id="500-internal"),
+]
+
+
+@pytest.mark.parametrize(("status", "code", "category", "retryable"), ERROR_ROWS)
+def test_gameye_error_row_is_classified_from_its_envelope(
+    respond: Respond, status: int, code: str, category: Category, retryable: bool
+) -> None:
+    """Recognised by body shape alone: category, code, message, trace id, retryable."""
+    c = classify(respond(status, envelope(status, code, f"message for {status}")))
+    assert c.vendor == "gameye"
+    assert c.category is category
+    assert c.status == status
+    assert c.code == code
+    assert c.message == f"message for {status}"
+    assert dict(c.details) == {}
+    assert c.trace_id == TRACE
+    assert c.retryable is retryable
+
+
+@pytest.mark.parametrize("status", [200, 201])
+def test_gameye_success_row_is_ok(respond: Respond, status: int) -> None:
+    c = classify(respond(status, {"id": "s-1", "location": "eu-west"}), vendor="gameye")
+    assert (c.vendor, c.category, c.status, c.retryable) == ("gameye", Category.OK, status, False)
+    assert c.code is None
+
+
+def test_gameye_409_is_conflict_not_conflict_pending(respond: Respond) -> None:
+    """Gameye's 409 means the session id exists: unlike the generic 409, never retried."""
+    c = classify(respond(409, envelope(409, "CONFLICT", "session already exists")))
+    assert c.category is Category.CONFLICT
+    assert c.retryable is False
+
+
+def test_gameye_420_is_capacity_and_retryable(respond: Respond) -> None:
+    c = classify(respond(420, envelope(420, "CAPACITY_UNAVAILABLE", "no capacity")))
+    assert c.category is Category.CAPACITY
+    assert c.retryable is True
+
+
+def test_gameye_420_keeps_retry_after(respond: Respond) -> None:
+    payload = envelope(420, "CAPACITY_UNAVAILABLE", "no capacity")
+    c = classify(respond(420, payload, headers={"Retry-After": "3"}))
+    assert c.retry_after == 3.0
+
+
+def test_gameye_403_is_quota_exhausted_not_forbidden(respond: Respond) -> None:
+    """Gameye documents 403 as the trial quota being used up."""
+    c = classify(respond(403, envelope(403, "QUOTA_EXCEEDED", "runtime quota exhausted")))
+    assert c.category is Category.QUOTA_EXHAUSTED
+
+
+def test_gameye_500_identifier_is_the_trace_id(respond: Respond) -> None:
+    payload = envelope(500, "INTERNAL_ERROR", "An unexpected error occurred.")
+    c = classify(respond(500, payload))
+    assert c.trace_id == "3bc545b7-4750-47e6-a918-c93debc58663"
+
+
+def test_gameye_identifier_wins_over_x_request_id(respond: Respond) -> None:
+    payload = envelope(500, "INTERNAL_ERROR", "boom")
+    c = classify(respond(500, payload, headers={"X-Request-Id": "from-header"}))
+    assert c.trace_id == TRACE
+
+
+def test_gameye_without_identifier_falls_back_to_x_request_id(respond: Respond) -> None:
+    payload = {"statusCode": 500, "code": "INTERNAL_ERROR", "message": "boom"}
+    c = classify(respond(500, payload, headers={"X-Request-Id": "from-header"}))
+    assert c.vendor == "gameye"
+    assert c.trace_id == "from-header"
+
+
+def test_gameye_fields_beyond_the_envelope_are_details(respond: Respond) -> None:
+    payload = envelope(422, "INVALID_REQUEST", "bad body", field="image")
+    c = classify(respond(422, payload))
+    assert dict(c.details) == {"field": "image"}
+
+
+@pytest.mark.parametrize(
+    ("status", "category"),
+    [
+        (401, Category.UNAUTHORIZED),
+        (403, Category.QUOTA_EXHAUSTED),
+        (404, Category.NOT_FOUND),
+        (409, Category.CONFLICT),
+        (420, Category.CAPACITY),
+        (422, Category.INVALID_REQUEST),
+        (500, Category.TRANSIENT),
+    ],
+)
+def test_gameye_status_decides_when_the_body_is_not_json(
+    respond: Respond, status: int, category: Category
+) -> None:
+    """A proxy's HTML page from a host known to be Gameye still follows Gameye's table."""
+    response = respond(status, body=b"<html>Bad Gateway</html>")
+    c = classify(response, vendor_hosts={"api.gameye.io": "gameye"})
+    assert (c.vendor, c.category, c.code, c.trace_id) == ("gameye", category, None, None)
