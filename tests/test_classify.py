@@ -7,18 +7,18 @@ import json
 import logging
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import pytest
 import requests
-from requests.structures import CaseInsensitiveDict
 
 from resilience import Category, Classification, Detector, classify, register_detector
 from resilience._response import MAX_BODY, ResponseView
 from resilience.detectors import _registry, registered_detectors, unregister_detector
+from tests._responses import LIBRARIES, Respond, responder
 
 URL = "https://api.example.com/v1/things"
 GAMEYE_BODY = {
@@ -31,57 +31,10 @@ GAMEYE_BODY = {
 }
 
 
-class Respond(Protocol):
-    def __call__(
-        self,
-        status: int,
-        payload: Any = None,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        method: str = "POST",
-        url: str = URL,
-    ) -> Any: ...
-
-
-def _requests_response(
-    status: int, body: bytes, headers: Mapping[str, str], method: str, url: str
-) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response._content = body
-    response.headers = CaseInsensitiveDict(headers)
-    response.request = requests.Request(method, url).prepare()
-    return response
-
-
-def _httpx_response(
-    status: int, body: bytes, headers: Mapping[str, str], method: str, url: str
-) -> httpx.Response:
-    return httpx.Response(
-        status, content=body, headers=dict(headers), request=httpx.Request(method, url)
-    )
-
-
-@pytest.fixture(params=["requests", "httpx"])
+@pytest.fixture(params=LIBRARIES)
 def respond(request: pytest.FixtureRequest) -> Respond:
     """Build a finished response of the parametrised library."""
-    build = _requests_response if request.param == "requests" else _httpx_response
-
-    def respond(
-        status: int,
-        payload: Any = None,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        method: str = "POST",
-        url: str = URL,
-    ) -> Any:
-        if body is None:
-            body = b"" if payload is None else json.dumps(payload).encode()
-        return build(status, body, headers or {}, method, url)
-
-    return respond
+    return responder(request.param, url=URL)
 
 
 # -- the generic rule ------------------------------------------------------------

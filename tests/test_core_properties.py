@@ -41,7 +41,7 @@ class CyclingUniform:
 
 
 @st.composite
-def policies(draw: st.DrawFn, **fixed: Any) -> Policy:
+def policies(draw: st.DrawFn, /, **fixed: Any) -> Policy:
     options: dict[str, Any] = {
         "max_attempts": draw(st.integers(min_value=1, max_value=8)),
         "backoff_initial": draw(st.floats(min_value=0.0, max_value=10.0)),
@@ -100,9 +100,13 @@ def run(
 def new_call(policy: Policy, method: str, uniform: CyclingUniform) -> CallState:
     region = policy.regions[0] if policy.regions else None
     return CallState(
-        policy, method=method, url="https://x.example/", started=STARTED, region=region,
+        policy,
+        method=method,
+        url="https://x.example/",
+        started=STARTED,
+        region=region,
         uniform=uniform,
-    )  # fmt: skip
+    )
 
 
 # -- the engine -------------------------------------------------------------------------
@@ -215,8 +219,9 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=16,
 )
 
@@ -234,13 +239,9 @@ envelopes = st.one_of(
     _shaped(["success", "reason", "result", "message", "requestId", "error"]),
     json_values,
 )
-bodies = st.one_of(
-    st.binary(max_size=512), envelopes.map(lambda v: json.dumps(v).encode())
-)
+bodies = st.one_of(st.binary(max_size=512), envelopes.map(lambda v: json.dumps(v).encode()))
 
-header_text = st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40
-)
+header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
 header_names = st.sampled_from(["Retry-After", "X-Request-Id", "Content-Type"]) | st.text(
     alphabet=string.ascii_letters + string.digits + "-", min_size=1, max_size=12
 )

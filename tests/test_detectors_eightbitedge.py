@@ -2,72 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
 import pytest
-import requests
-from requests.structures import CaseInsensitiveDict
 
 from resilience import Category, classify
+from tests._responses import LIBRARIES, Respond, responder
 
 BATCH_URL = "https://api.8bitedge.com/api/v1/games/batch"
 REQUEST_ID = "5f3c1e2a-9d4b-4f87-b3e1-7a02c5d09b21"
 
 
-class Respond(Protocol):
-    def __call__(
-        self,
-        status: int,
-        payload: Any = None,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        method: str = "POST",
-        url: str = BATCH_URL,
-    ) -> Any: ...
-
-
-def _requests_response(
-    status: int, body: bytes, headers: Mapping[str, str], method: str, url: str
-) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response._content = body
-    response.headers = CaseInsensitiveDict(headers)
-    response.request = requests.Request(method, url).prepare()
-    return response
-
-
-def _httpx_response(
-    status: int, body: bytes, headers: Mapping[str, str], method: str, url: str
-) -> httpx.Response:
-    return httpx.Response(
-        status, content=body, headers=dict(headers), request=httpx.Request(method, url)
-    )
-
-
-@pytest.fixture(params=["requests", "httpx"])
+@pytest.fixture(params=LIBRARIES)
 def respond(request: pytest.FixtureRequest) -> Respond:
     """Build a finished response of the parametrised library."""
-    build = _requests_response if request.param == "requests" else _httpx_response
-
-    def respond(
-        status: int,
-        payload: Any = None,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        method: str = "POST",
-        url: str = BATCH_URL,
-    ) -> Any:
-        if body is None:
-            body = b"" if payload is None else json.dumps(payload).encode()
-        return build(status, body, headers or {}, method, url)
-
-    return respond
+    return responder(request.param, url=BATCH_URL)
 
 
 def envelope(code: str, message: str, details: Mapping[str, Any] | None = None) -> Any:
@@ -167,9 +117,7 @@ def test_eightbitedge_422_idempotency_key_reuse_is_not_retryable(respond: Respon
 
 
 def test_eightbitedge_x_request_id_is_the_trace_id(respond: Respond) -> None:
-    response = respond(
-        500, envelope("server_error", "Oops."), headers={"X-Request-Id": REQUEST_ID}
-    )
+    response = respond(500, envelope("server_error", "Oops."), headers={"X-Request-Id": REQUEST_ID})
     assert classify(response).trace_id == REQUEST_ID
 
 

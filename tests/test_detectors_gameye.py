@@ -2,72 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
 import pytest
-import requests
-from requests.structures import CaseInsensitiveDict
 
 from resilience import Category, classify
+from tests._responses import LIBRARIES, Respond, responder
 
 SESSION_URL = "https://api.gameye.io/session"
 TRACE = "3bc545b7-4750-47e6-a918-c93debc58663"
 
 
-class Respond(Protocol):
-    def __call__(
-        self,
-        status: int,
-        payload: Any = None,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        method: str = "POST",
-        url: str = SESSION_URL,
-    ) -> Any: ...
-
-
-def _requests_response(
-    status: int, body: bytes, headers: Mapping[str, str], method: str, url: str
-) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response._content = body
-    response.headers = CaseInsensitiveDict(headers)
-    response.request = requests.Request(method, url).prepare()
-    return response
-
-
-def _httpx_response(
-    status: int, body: bytes, headers: Mapping[str, str], method: str, url: str
-) -> httpx.Response:
-    return httpx.Response(
-        status, content=body, headers=dict(headers), request=httpx.Request(method, url)
-    )
-
-
-@pytest.fixture(params=["requests", "httpx"])
+@pytest.fixture(params=LIBRARIES)
 def respond(request: pytest.FixtureRequest) -> Respond:
     """Build a finished response of the parametrised library."""
-    build = _requests_response if request.param == "requests" else _httpx_response
-
-    def respond(
-        status: int,
-        payload: Any = None,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        method: str = "POST",
-        url: str = SESSION_URL,
-    ) -> Any:
-        if body is None:
-            body = b"" if payload is None else json.dumps(payload).encode()
-        return build(status, body, headers or {}, method, url)
-
-    return respond
+    return responder(request.param, url=SESSION_URL)
 
 
 def envelope(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -288,6 +288,12 @@ def test_capacity_with_overlong_retry_after_fails_over_when_a_region_is_left() -
     assert (decision.action, decision.region, decision.delay) == (Action.RETRY, "us-east", 0.0)
 
 
+def test_capacity_with_overlong_retry_after_and_no_region_left_gives_up() -> None:
+    call = start(policy(capacity_retries=1))
+    decision = call.on_response(answer(Category.CAPACITY, 420, retry_after=600.0), NOW)
+    assert decision.action is Action.GIVE_UP
+
+
 def test_failover_goes_to_the_first_untried_region_in_order() -> None:
     call = start(
         policy(regions=("ap-south", "eu-west", "us-east"), capacity_retries=0),
@@ -311,9 +317,7 @@ def test_capacity_without_regions_gives_up_after_the_same_region_retries() -> No
 
 
 def test_failovers_count_toward_max_attempts() -> None:
-    call = start(
-        policy(regions=("a", "b", "c"), capacity_retries=0, max_attempts=2), region="a"
-    )
+    call = start(policy(regions=("a", "b", "c"), capacity_retries=0, max_attempts=2), region="a")
     assert call.on_response(CAPACITY, NOW).region == "b"
     decision = call.on_response(CAPACITY, NOW)
     assert decision.action is Action.GIVE_UP
@@ -347,6 +351,15 @@ def test_sleep_ending_exactly_at_the_deadline_is_started() -> None:
     assert call.on_response(SERVER_ERROR, STARTED + 9.5).action is Action.RETRY
 
 
+def test_deadline_counts_the_waits_already_asked_for() -> None:
+    """A sleep that returns at once does not hand out fresh time."""
+    call = start(policy(deadline=1.0))
+    assert call.on_response(SERVER_ERROR, STARTED).action is Action.RETRY
+    decision = call.on_response(SERVER_ERROR, STARTED)
+    assert decision.action is Action.GIVE_UP
+    assert "deadline" in decision.reason
+
+
 def test_retry_after_that_would_cross_the_deadline_gives_up() -> None:
     call = start(policy(deadline=3.0))
     decision = call.on_response(answer(Category.RATE_LIMITED, 429, retry_after=5.0), NOW)
@@ -354,9 +367,7 @@ def test_retry_after_that_would_cross_the_deadline_gives_up() -> None:
 
 
 def test_failover_after_the_deadline_is_not_made() -> None:
-    call = start(
-        policy(regions=("a", "b"), capacity_retries=0, deadline=1.0), region="a"
-    )
+    call = start(policy(regions=("a", "b"), capacity_retries=0, deadline=1.0), region="a")
     assert call.on_response(CAPACITY, STARTED + 1.5).action is Action.GIVE_UP
 
 
