@@ -9,6 +9,7 @@ policy engine.
 import logging as _logging
 
 from resilience import regions
+from resilience._breaker import CircuitBreaker
 from resilience._budget import RetryBudget
 from resilience._classification import Category, Classification
 from resilience._classifier import classify
@@ -20,6 +21,7 @@ from resilience.detectors import Detector, register_detector, registered_detecto
 from resilience.errors import (
     BusinessRejected,
     CapacityUnavailable,
+    CircuitOpen,
     ClientError,
     Conflict,
     Forbidden,
@@ -46,6 +48,8 @@ __all__ = [
     "BusinessRejected",
     "CapacityUnavailable",
     "Category",
+    "CircuitBreaker",
+    "CircuitOpen",
     "Classification",
     "ClientError",
     "Conflict",

@@ -17,7 +17,9 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from resilience._breaker import BreakerState
 from resilience._budget import BudgetState
+from resilience._classification import Category, Classification
 from resilience._classifier import Classifier
 from resilience._engine import UNSAFE_METHODS, Action, Attempt, CallState, ErrorKind, RetryEvent
 from resilience._policy import Policy
@@ -28,6 +30,8 @@ from resilience.regions import JsonField, RegionLocator
 __all__ = [
     "ATTEMPTS_KEY",
     "Core",
+    "FirstSuccess",
+    "History",
     "Wire",
     "call_flow",
     "drive",
@@ -57,33 +61,35 @@ class Wire(Protocol[Req, Resp]):  # type: ignore[misc]
     def rebuild(self, request: Req, parts: Any) -> Req: ...
     def status(self, response: Resp) -> int: ...
     def response_header(self, response: Resp, name: str) -> str | None: ...
+    def response_headers(self, response: Resp) -> Any: ...
     def view(self, response: Resp, body: bytes | None, request: Req) -> ResponseView: ...
     def error_kind(self, error: BaseException) -> ErrorKind | None: ...
-    def attach(self, response: Resp, attempts: tuple[Attempt, ...]) -> None: ...
+    def circuit_open(self, request: Req, classification: Classification) -> BaseException: ...
+    def attach(self, response: Resp, history: History) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send(Generic[Req]):
     """Send ``request``; reply with the response or the exception raised."""
 
     request: Req
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Read(Generic[Resp]):
     """Read at most 64 KiB of ``response``; reply with ``(response, body or None)``."""
 
     response: Resp
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Discard(Generic[Resp]):
     """Drain (bounded) and close ``response``, which will not be returned."""
 
     response: Resp
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sleep:
     """Tell ``on_retry`` about ``event``, then wait ``seconds``."""
 
@@ -91,7 +97,7 @@ class Sleep:
     event: RetryEvent
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Done(Generic[Resp]):
     """Return ``response``, or raise ``error`` when it is set."""
 
@@ -99,7 +105,46 @@ class Done(Generic[Resp]):
     error: BaseException | None
 
 
+# The commands are slotted but not frozen: they live for one step of one call,
+# and a frozen dataclass's __init__ costs several times more on the hot path.
 Command = Send[Any] | Read[Any] | Discard[Any] | Sleep | Done[Any]
+
+
+class FirstSuccess:
+    """The history of a call whose first attempt succeeded, built when asked for.
+
+    The success path only records what it already holds; the
+    :class:`Attempt` and its classification are made by :func:`attempts`.
+    """
+
+    __slots__ = ("_classifier", "_headers", "_region", "_request", "_status", "_wire")
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        wire: Wire[Any, Any],
+        request: Any,
+        headers: Any,
+        status: int,
+        region: str | None,
+    ) -> None:
+        self._classifier = classifier
+        self._wire = wire
+        self._request = request
+        self._headers = headers
+        self._status = status
+        self._region = region
+
+    def resolve(self) -> tuple[Attempt, ...]:
+        """The one-attempt history."""
+        c = self._classifier.success(
+            self._status, self._wire.host(self._request), self._headers.get("x-request-id")
+        )
+        return (Attempt(1, self._status, None, 0.0, self._region, c),)
+
+
+#: What a response carries: its attempts, or a success to expand on demand.
+History = tuple[Attempt, ...] | FirstSuccess
 
 
 class Core:
@@ -111,7 +156,7 @@ class Core:
         wall: the wall clock for ``Retry-After`` HTTP-dates.
     """
 
-    __slots__ = ("budget", "classifier", "locator", "monotonic", "policy", "wall")
+    __slots__ = ("breaker", "budget", "classifier", "locator", "monotonic", "policy", "wall")
 
     def __init__(
         self,
@@ -124,6 +169,9 @@ class Core:
         self.classifier = Classifier(policy.vendor, policy.vendor_hosts, policy.detectors)
         self.budget: BudgetState | None = (
             policy.retry_budget.new_state() if policy.retry_budget is not None else None
+        )
+        self.breaker: BreakerState | None = (
+            policy.circuit_breaker.new_state() if policy.circuit_breaker is not None else None
         )
         self.locator: RegionLocator = policy.region_locator or JsonField("location")
         self.monotonic = monotonic
@@ -174,24 +222,47 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
     region = None
     if policy.regions:
         region = core.locator.region_of(wire.parts(request))
+    replayable = wire.replayable(request)  # before sending: sending may read it
+    started = core.monotonic()
+    breaker = core.breaker
+    circuit = (wire.host(request), region)
+    if breaker is not None and not breaker.allow(circuit, started):
+        yield Done(None, wire.circuit_open(request, _open_circuit(core, circuit)))
+        return
+    outcome = yield Send(request)
+    if not isinstance(outcome, BaseException):
+        status = wire.status(outcome)
+        if status < 400:
+            # The success path: no body read, no parsing, no per-call state.
+            if core.budget is not None:
+                core.budget.record_success()
+            if breaker is not None:
+                breaker.record(circuit, False, core.monotonic())
+            headers = wire.response_headers(outcome)
+            wire.attach(
+                outcome, FirstSuccess(core.classifier, wire, request, headers, status, region)
+            )
+            yield Done(outcome, None)
+            return
     host = wire.host(request)
     call = CallState(
         policy,
         method=method,
         url=redact_url(wire.url(request)),
-        started=core.monotonic(),
+        started=started,
         region=region,
-        replayable=wire.replayable(request),
+        replayable=replayable,
         idempotent=lambda: _carries_key(wire, request),
         budget=core.budget,
     )
     while True:
-        outcome = yield Send(request)
         if isinstance(outcome, BaseException):
             kind = wire.error_kind(outcome)
             if kind is None:
                 yield Done(None, outcome)
                 return
+            if breaker is not None and kind is not ErrorKind.FATAL:
+                breaker.record(circuit, True, core.monotonic())
             decision = call.on_error(kind, type(outcome).__name__, core.monotonic())
             if decision.action is not Action.RETRY:
                 # The error's class only: its text may quote the URL's credentials.
@@ -208,7 +279,8 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
             response: Resp = outcome
             status = wire.status(response)
             if status < 400:
-                # The success path: no body read, no parsing.
+                if breaker is not None:
+                    breaker.record(circuit, False, core.monotonic())
                 c = core.classifier.success(
                     status, host, wire.response_header(response, "x-request-id")
                 )
@@ -219,6 +291,9 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
             response, body = yield Read(response)
             view = wire.view(response, body, request)
             classification = core.classifier.classify_view(view, core.wall())
+            if breaker is not None:
+                failed = classification.category is Category.TRANSIENT
+                breaker.record(circuit, failed, core.monotonic())
             decision = call.on_response(classification, core.monotonic())
             if decision.action is not Action.RETRY:
                 if decision.action is Action.GIVE_UP:
@@ -237,6 +312,30 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
             request = wire.rebuild(
                 request, core.locator.with_region(wire.parts(request), event.next_region)
             )
+            circuit = (wire.host(request), event.next_region)
+        if breaker is not None and not breaker.allow(circuit, core.monotonic()):
+            # The circuit opened while this call waited: stop with what we have.
+            _log.debug("%s %s: circuit open, not retried", method, call.url)
+            if isinstance(outcome, BaseException):
+                yield Done(None, outcome)
+            else:
+                wire.attach(response, tuple(call.attempts))
+                yield Done(response, None)
+            return
+        outcome = yield Send(request)
+
+
+def _open_circuit(core: Core, circuit: tuple[str | None, str | None]) -> Classification:
+    host, region = circuit
+    detector = core.classifier.known_detector(host)
+    where = f"{host}" + (f" ({region})" if region else "")
+    return Classification.of(
+        detector.name if detector is not None else "generic",
+        Category.TRANSIENT,
+        0,
+        code="circuit_open",
+        message=f"circuit open for {where}: not sent",
+    )
 
 
 class SyncIO(Protocol):

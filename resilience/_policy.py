@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resilience._backoff import JITTERS, schedule
+from resilience._breaker import CircuitBreaker
 from resilience._budget import RetryBudget
 from resilience.detectors import Detector
 from resilience.regions import RegionLocator
@@ -64,6 +65,8 @@ class Policy:
             :func:`asyncio.sleep`).
         retry_budget: bounds the retries of all calls through one transport
             (:class:`RetryBudget`); ``None`` turns the bound off.
+        circuit_breaker: a :class:`CircuitBreaker` per host and region, or
+            ``True`` for the default one; ``None`` (default): no breaker.
     """
 
     max_attempts: int = 4
@@ -86,6 +89,7 @@ class Policy:
     on_retry: Callable[[Any], Any] | None = None
     sleep: Callable[[float], Any] | None = None
     retry_budget: RetryBudget | None = DEFAULT_BUDGET
+    circuit_breaker: CircuitBreaker | None = None
     steps: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +128,14 @@ class Policy:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable")
+        if isinstance(self.circuit_breaker, bool):  # True: the default breaker
+            object.__setattr__(
+                self, "circuit_breaker", CircuitBreaker() if self.circuit_breaker else None
+            )
+        elif self.circuit_breaker is not None and not isinstance(
+            self.circuit_breaker, CircuitBreaker
+        ):
+            raise TypeError("circuit_breaker must be a resilience.CircuitBreaker, True or None")
         if self.retry_budget is not None and not isinstance(self.retry_budget, RetryBudget):
             raise TypeError("retry_budget must be a resilience.RetryBudget or None")
         object.__setattr__(

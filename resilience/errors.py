@@ -16,7 +16,10 @@ Hierarchy::
     ├── InvalidRequest           INVALID_REQUEST
     ├── NotImplementedByServer   NOT_IMPLEMENTED
     ├── BusinessRejected         BUSINESS_REJECTED
-    └── ClientError              CLIENT_ERROR
+    ├── ClientError              CLIENT_ERROR
+    └── CircuitOpen              nothing sent: the circuit of the host/region is
+                                 open (raised by the transports; also a
+                                 requests.ConnectionError / httpx.ConnectError)
 
 An error raised from the httpx hooks is also an ``httpx.HTTPStatusError``; one
 raised from the requests hook is also a ``requests.HTTPError``, so existing
@@ -37,6 +40,7 @@ from resilience._redact import redact_url
 __all__ = [
     "BusinessRejected",
     "CapacityUnavailable",
+    "CircuitOpen",
     "ClientError",
     "Conflict",
     "Forbidden",
@@ -50,6 +54,7 @@ __all__ = [
     "SessionLost",
     "Unauthorized",
     "error_class",
+    "mixed_class",
     "raise_for",
 ]
 
@@ -195,6 +200,15 @@ class ClientError(ResilienceError):
     """Any other 4xx."""
 
 
+class CircuitOpen(ResilienceError):
+    """Not sent: the circuit breaker of this host and region is open.
+
+    Raised by the transports; it is also the library's own connection error
+    (``requests.ConnectionError`` / ``httpx.ConnectError``), so code that
+    handles an unreachable host handles this too.
+    """
+
+
 _BY_CATEGORY: Mapping[Category, type[ResilienceError]] = {
     Category.RATE_LIMITED: RateLimited,
     Category.TRANSIENT: ServerError,
@@ -225,13 +239,10 @@ def _rebuild(
     return cls(classification, None, attempts, text=text)
 
 
-def error_class(
-    category: Category, library_error: type[Exception] | None = None
+def mixed_class(
+    base: type[ResilienceError], library_error: type[Exception]
 ) -> type[ResilienceError]:
-    """The error class for ``category``, also a subclass of ``library_error`` if given."""
-    base = _BY_CATEGORY.get(category, ResilienceError)
-    if library_error is None:
-        return base
+    """A subclass of both ``base`` and ``library_error`` (made once, then cached)."""
     key = (base, library_error)
     cls = _mixed.get(key)
     if cls is None:
@@ -241,6 +252,14 @@ def error_class(
                 cls = type(base.__name__, (base, library_error), {"__module__": __name__})
                 _mixed[key] = cls
     return cls
+
+
+def error_class(
+    category: Category, library_error: type[Exception] | None = None
+) -> type[ResilienceError]:
+    """The error class for ``category``, also a subclass of ``library_error`` if given."""
+    base = _BY_CATEGORY.get(category, ResilienceError)
+    return base if library_error is None else mixed_class(base, library_error)
 
 
 def raise_for(

@@ -104,6 +104,8 @@ class _Judge:
         It knows what a fresh look cannot: a Gameye 409 that answers the retry
         of an attempt whose answer was lost means the session was created.
         """
+        if response.status_code < 400:
+            return None
         history = attempts(response)
         if history:
             c = history[-1].classification

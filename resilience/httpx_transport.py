@@ -14,10 +14,12 @@ from typing import Any
 
 import httpx
 
-from resilience._engine import Attempt, ErrorKind
+from resilience._classification import Classification
+from resilience._engine import ErrorKind
 from resilience._flow import (
     ATTEMPTS_KEY,
     Core,
+    History,
     call_flow,
     drive,
     drive_async,
@@ -25,6 +27,7 @@ from resilience._flow import (
 )
 from resilience._policy import Policy
 from resilience._response import MAX_BODY, ResponseView
+from resilience.errors import CircuitOpen, mixed_class
 from resilience.regions import RequestParts
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport"]
@@ -107,6 +110,11 @@ class _HttpxWire:
             request_body=request_body if request_body and len(request_body) <= MAX_BODY else None,
         )
 
+    def circuit_open(self, request: httpx.Request, classification: Classification) -> BaseException:
+        error = mixed_class(CircuitOpen, httpx.ConnectError)(classification)
+        error._request = request  # type: ignore[attr-defined]
+        return error
+
     def error_kind(self, error: BaseException) -> ErrorKind | None:
         if isinstance(error, _CONNECT_ERRORS):
             return ErrorKind.CONNECT
@@ -116,8 +124,11 @@ class _HttpxWire:
             return ErrorKind.FATAL
         return None
 
-    def attach(self, response: httpx.Response, attempts: tuple[Attempt, ...]) -> None:
-        response.extensions[ATTEMPTS_KEY] = attempts
+    def response_headers(self, response: httpx.Response) -> httpx.Headers:
+        return response.headers
+
+    def attach(self, response: httpx.Response, history: History) -> None:
+        response.extensions[ATTEMPTS_KEY] = history
 
 
 _WIRE = _HttpxWire()

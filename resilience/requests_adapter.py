@@ -13,6 +13,7 @@ import io
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -23,10 +24,12 @@ from urllib3.exceptions import (
 )
 from urllib3.util.retry import Retry
 
-from resilience._engine import Attempt, ErrorKind
-from resilience._flow import Core, call_flow, drive, refuse_coroutine_functions
+from resilience._classification import Classification
+from resilience._engine import ErrorKind
+from resilience._flow import Core, History, call_flow, drive, refuse_coroutine_functions
 from resilience._policy import Policy
 from resilience._response import MAX_BODY, ResponseView
+from resilience.errors import CircuitOpen, mixed_class
 from resilience.regions import RequestParts
 
 __all__ = ["ResilientAdapter"]
@@ -51,8 +54,6 @@ class _RequestsWire:
         return request.url or ""
 
     def host(self, request: requests.PreparedRequest) -> str | None:
-        from urllib.parse import urlsplit
-
         try:
             return urlsplit(request.url or "").hostname
         except ValueError:
@@ -103,8 +104,6 @@ class _RequestsWire:
     def view(
         self, response: requests.Response, body: bytes | None, request: requests.PreparedRequest
     ) -> ResponseView:
-        from urllib.parse import urlsplit
-
         try:
             split = urlsplit(request.url or "")
             host, path = split.hostname, split.path or "/"
@@ -123,6 +122,13 @@ class _RequestsWire:
             request_body=raw if isinstance(raw, bytes) and len(raw) <= MAX_BODY else None,
         )
 
+    def circuit_open(
+        self, request: requests.PreparedRequest, classification: Classification
+    ) -> BaseException:
+        error = mixed_class(CircuitOpen, requests.ConnectionError)(classification)
+        error.request = request  # type: ignore[attr-defined]
+        return error
+
     def error_kind(self, error: BaseException) -> ErrorKind | None:
         if isinstance(error, (requests.exceptions.SSLError, requests.exceptions.InvalidURL)):
             return ErrorKind.FATAL
@@ -136,8 +142,11 @@ class _RequestsWire:
             return ErrorKind.FATAL
         return None
 
-    def attach(self, response: requests.Response, attempts: tuple[Attempt, ...]) -> None:
-        setattr(response, _ATTR, attempts)
+    def response_headers(self, response: requests.Response) -> Any:
+        return response.headers
+
+    def attach(self, response: requests.Response, history: History) -> None:
+        setattr(response, _ATTR, history)
 
 
 _WIRE = _RequestsWire()

@@ -1,0 +1,646 @@
+"""Markdown tables, the targets, and the "How it compares" text."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from benchmarks._settings import BACKOFF, RETRY_AFTER
+
+__all__ = ["evaluate_targets", "render_markdown", "render_results_md"]
+
+
+# -- formatting -------------------------------------------------------------------
+
+
+def _ok(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value))
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}" if _ok(value) else "—"
+
+
+def _ratio(value: Any) -> str:
+    return f"{value:.2f}x" if _ok(value) else "—"
+
+
+def _ratio3(value: Any) -> str:
+    return f"{value:.3f}x" if _ok(value) else "—"
+
+
+def _signed(value: Any, digits: int = 1) -> str:
+    return f"{value:+,.{digits}f}" if _ok(value) else "—"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
+    """A markdown table; ``align`` holds ``l``/``r`` per column (default: first left)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = [":---" if a == "l" else "---:" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"**{row['label']}**" if row.get("role") == "resilience" else row["label"]
+
+
+# -- per-scenario tables ----------------------------------------------------------------
+
+
+def success_table(result: dict[str, Any]) -> str:
+    """Success path: per-call cost, added cost and ratio to the bare client."""
+    rows = []
+    for row in result["rows"]:
+        if "skipped" in row:
+            rows.append([_label(row), "—", "—", "—", "—", f"skipped: {row['skipped']}"])
+            continue
+        bare = row["role"] == "bare"
+        spread = (
+            ""
+            if bare
+            else f"{row.get('ratio_min', math.nan):.2f}-{row.get('ratio_max', math.nan):.2f}"
+        )
+        rows.append(
+            [
+                _label(row),
+                _num(row["median"]),
+                "(baseline)" if bare else _signed(row.get("added")),
+                "1.00x" if bare else _ratio(row.get("ratio")),
+                spread,
+                "",
+            ]
+        )
+    return _table(
+        ["contender", "µs/call", "added µs/call", "x bare", "x bare, per round", "note"],
+        rows,
+        "lrrrrl",
+    )
+
+
+def _retry_after_behaviour(row: dict[str, Any]) -> str:
+    if row["role"] == "bare":
+        return "does not retry"
+    kind = row.get("per_kind", {}).get("429-twice", {})
+    exceptions = row.get("exceptions") or {}
+    gap = row.get("retry_after_gap_ms")
+    if kind.get("exceptions"):
+        names = ", ".join(sorted(exceptions))
+        return f"raises {names}: the call fails at the first 429"
+    if row.get("early_retries"):
+        return f"ignores it, retries on its own backoff ({_num(gap)} ms later, median)"
+    if _ok(gap):
+        return f"waits it ({_num(gap)} ms to the next request, median)"
+    return "—"
+
+
+def faults_table(result: dict[str, Any]) -> str:
+    """Fault mix: outcomes, wrong and early retries, load, time against the floor."""
+    rows = []
+    for row in result["rows"]:
+        if "skipped" in row:
+            rows.append([_label(row)] + ["—"] * 9)
+            continue
+        exceptions = row.get("exceptions") or {}
+        raised = ", ".join(f"{n} {name}" for name, n in sorted(exceptions.items())) or "0"
+        rows.append(
+            [
+                _label(row),
+                f"{row['recovered']}/{row['recoverable']} ({row['recovered_pct']:.0f}%)",
+                f"{row['answered_at_once']}/{row['unrecoverable']}",
+                str(row["wrong_retries"]),
+                f"{row['early_retries']}/{row['retry_after_answers']}",
+                raised,
+                _num(row["requests_per_call"], 2),
+                _num(row["wall_s"], 3),
+                _num(row.get("floor_s"), 3),
+                _ratio(row.get("wall_over_floor")),
+            ]
+        )
+    return _table(
+        [
+            "contender",
+            "recoverable calls that succeed",
+            "401/501 answered in 1 request",
+            "wrong retries",
+            "retries before Retry-After elapsed",
+            "exceptions",
+            "requests/call",
+            "wall s",
+            "floor s",
+            "wall/floor",
+        ],
+        rows,
+    )
+
+
+def retry_after_table(result: dict[str, Any]) -> str:
+    """What each contender does with ``Retry-After: 0.05``."""
+    rows = []
+    for row in result["rows"]:
+        if "skipped" in row or row["role"] == "bare":
+            continue
+        rows.append([_label(row), _retry_after_behaviour(row)])
+    return _table(["contender", f"on `429` with `Retry-After: {RETRY_AFTER}`"], rows, "ll")
+
+
+def outage_table(result: dict[str, Any]) -> str:
+    """Outage: requests per logical call in each window."""
+    windows = [w["window"] for w in result["windows"]]
+    header = ["contender", "retry budget"]
+    header += [f"requests/call, {w}" for w in windows]
+    header += [f"ms per failed call, {windows[-1]}"]
+    rows = []
+    for row in result["rows"]:
+        if "skipped" in row:
+            rows.append([_label(row), row["budget"]] + ["—"] * (len(windows) + 1))
+            continue
+        cells = [_label(row), row["budget"]]
+        by_window = {w["window"]: w for w in row["windows"]}
+        cells += [_num(by_window.get(w, {}).get("requests_per_call"), 3) for w in windows]
+        cells.append(_num(by_window.get(windows[-1], {}).get("ms_per_call"), 2))
+        rows.append(cells)
+    return _table(header, rows, "ll" + "r" * (len(windows) + 1))
+
+
+def scale_table(result: dict[str, Any]) -> str:
+    """Async scale: burst time, per-request cost, ratio to the bare AsyncClient."""
+    rows = []
+    for row in result["rows"]:
+        if "skipped" in row:
+            rows.append([_label(row), "—", "—", "—", "—", f"skipped: {row['skipped']}"])
+            continue
+        bare = row["role"] == "bare"
+        rows.append(
+            [
+                _label(row),
+                _num(row["burst_ms"], 0),
+                _num(row["median"]),
+                "1.00x" if bare else _ratio(row.get("ratio")),
+                "" if bare else f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}",
+                str(row.get("failed", 0)),
+            ]
+        )
+    return _table(
+        [
+            "contender",
+            f"ms per {result['concurrency']:,} concurrent GETs",
+            "µs/request",
+            "x bare",
+            "x bare, per round",
+            "failed",
+        ],
+        rows,
+    )
+
+
+# -- targets --------------------------------------------------------------------------
+
+
+def _row(result: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    if not result:
+        return None
+    for row in result["rows"]:
+        if row["key"] == key and "skipped" not in row:
+            return row
+    return None
+
+
+_SHELLS = (
+    ("requests+resilience", "adapter"),
+    ("httpx+resilience", "transport"),
+    ("httpx-async+resilience", "async transport"),
+)
+
+
+def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, measured: one entry per target, with pass/fail."""
+    targets: list[dict[str, Any]] = []
+
+    def ratio_target(scenario: str, key: str, limit: float, name: str) -> None:
+        row = _row(scenarios.get(scenario), key)
+        value = row.get("ratio") if row else None
+        targets.append(
+            {
+                "target": name,
+                "limit": f"≤ {limit:.2f}x",
+                "measured": _ratio3(value),
+                "value": value,
+                "pass": (value <= limit) if _ok(value) else None,
+            }
+        )
+
+    ratio_target(
+        "success_inproc",
+        "httpx+resilience",
+        1.10,
+        "success path in-process: ResilientTransport vs bare httpx",
+    )
+    ratio_target(
+        "success_inproc",
+        "requests+resilience",
+        1.10,
+        "success path in-process: ResilientAdapter vs bare requests",
+    )
+    ratio_target(
+        "success_inproc",
+        "httpx-async+resilience",
+        1.10,
+        "success path in-process: AsyncResilientTransport vs bare async httpx",
+    )
+    ratio_target(
+        "success_loopback",
+        "requests+resilience",
+        1.03,
+        "success path over loopback: ResilientAdapter vs bare requests",
+    )
+    ratio_target(
+        "success_loopback",
+        "httpx+resilience",
+        1.03,
+        "success path over loopback: ResilientTransport vs bare httpx",
+    )
+    ratio_target(
+        "success_loopback",
+        "httpx-async+resilience",
+        1.03,
+        "success path over loopback: AsyncResilientTransport vs bare async httpx",
+    )
+    faults = scenarios.get("faults")
+    if faults:
+        rows = [(_row(faults, key), shell) for key, shell in _SHELLS]
+        rows = [(row, shell) for row, shell in rows if row is not None]
+
+        def fault_target(name: str, limit: str, field: str, fmt: Any, good: Any) -> None:
+            values = [row.get(field) for row, _ in rows]
+            measured = " / ".join(
+                f"{shell} {fmt(v)}" for (_, shell), v in zip(rows, values, strict=True)
+            )
+            ok = [good(v) for v in values if _ok(v)]
+            targets.append(
+                {
+                    "target": name,
+                    "limit": limit,
+                    "measured": measured or "—",
+                    "value": values,
+                    "pass": all(ok) if ok and len(ok) == len(values) else None,
+                }
+            )
+
+        fault_target(
+            "fault mix: recoverable calls that succeed",
+            "100%",
+            "recovered_pct",
+            lambda v: f"{v:.0f}%",
+            lambda v: v >= 100.0,
+        )
+        fault_target(
+            "fault mix: wrong retries (a 401/501 retried)",
+            "0",
+            "wrong_retries",
+            str,
+            lambda v: v == 0,
+        )
+        fault_target(
+            "fault mix: retries sent before a Retry-After elapsed",
+            "0",
+            "early_retries",
+            str,
+            lambda v: v == 0,
+        )
+        fault_target(
+            "fault mix: wall time vs least possible (floor)",
+            "≤ 1.15x",
+            "wall_over_floor",
+            _ratio3,
+            lambda v: v <= 1.15,
+        )
+    scale = scenarios.get("async_scale")
+    concurrency = f"{scale['concurrency']:,}" if scale else "1,000"
+    ratio_target(
+        "async_scale",
+        "httpx-async+resilience",
+        1.10,
+        f"async scale: {concurrency} concurrent GETs, AsyncResilientTransport vs bare AsyncClient",
+    )
+    return targets
+
+
+def targets_table(targets: list[dict[str, Any]]) -> str:
+    """The targets with pass/fail."""
+    rows = []
+    for target in targets:
+        verdict = {True: "pass", False: "**fail**", None: "not run"}[target["pass"]]
+        rows.append([target["target"], target["limit"], target["measured"], verdict])
+    return _table(["target", "limit", "measured", "result"], rows, "llll")
+
+
+# -- whole documents -----------------------------------------------------------------------
+
+
+def _meta_line(meta: dict[str, Any]) -> str:
+    versions = ", ".join(f"{name} {version}" for name, version in meta["versions"].items())
+    return (
+        f"{meta['run']} run, {meta['date']}; Python {meta['python']} on {meta['platform']}, "
+        f"{meta['cpus']} CPUs; {versions}; {meta['elapsed_s']:.0f} s in all."
+    )
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """Every table of a run, for the terminal."""
+    scenarios = results["scenarios"]
+    parts = [f"# resilience benchmarks\n\n{_meta_line(results['meta'])}"]
+    if "success_inproc" in scenarios:
+        s = scenarios["success_inproc"]
+        parts.append(
+            f"## Success path, in-process ({s['calls_per_round']:,} calls x {s['rounds']} "
+            f"rounds, mean per call, median of rounds)\n\n{success_table(s)}"
+        )
+    if "success_loopback" in scenarios:
+        s = scenarios["success_loopback"]
+        parts.append(
+            f"## Success path over loopback, GET /ping ({s['where']}; {s['calls_per_round']:,} "
+            f"calls x {s['rounds']} rounds, median call, median of rounds)\n\n{success_table(s)}"
+        )
+    if "faults" in scenarios:
+        s = scenarios["faults"]
+        parts.append(
+            f"## Fault mix ({s['calls_per_round']} calls x {s['rounds']} rounds; wall, floor "
+            f"and wall/floor are medians of rounds)\n\n{faults_table(s)}"
+        )
+        parts.append(f"## What each contender does with Retry-After\n\n{retry_after_table(s)}")
+    if "outage" in scenarios:
+        s = scenarios["outage"]
+        parts.append(f"## Outage: every answer is a 503\n\n{outage_table(s)}")
+    if "async_scale" in scenarios:
+        s = scenarios["async_scale"]
+        parts.append(
+            f"## Async scale: {s['concurrency']:,} concurrent GETs through one AsyncClient "
+            f"({s['rounds']} rounds, median)\n\n{scale_table(s)}"
+        )
+    parts.append(f"## Targets\n\n{targets_table(results['targets'])}")
+    parts.append(
+        "*added* and *x bare* are medians of the per-round differences and ratios to the "
+        "bare client measured in the same round, so they need not match the difference of "
+        "the medians in the *µs/call* column."
+    )
+    return "\n\n".join(parts) + "\n"
+
+
+def _share(part: Any, whole: Any) -> str:
+    if not (_ok(part) and _ok(whole)) or whole <= 0:
+        return "—"
+    return f"{100 * part / whole:.0f}%"
+
+
+def _find(results: dict[str, Any], scenario: str, key: str, field: str) -> Any:
+    row = _row(results["scenarios"].get(scenario), key)
+    return row.get(field) if row else None
+
+
+def render_results_md(results: dict[str, Any]) -> str:
+    """The "How it compares" section (for the README), from a full run."""
+    scenarios = results["scenarios"]
+    meta = results["meta"]
+
+    def added(scenario: str, key: str) -> str:
+        return _signed(_find(results, scenario, key, "added"))
+
+    sections = [
+        "## How it compares",
+        (
+            "One run on one machine, `python -m benchmarks` (the harness in `benchmarks/`): "
+            f"{_meta_line(meta)} Every contender gets the same retry settings: 4 attempts in "
+            f"all, initial backoff B = {BACKOFF} s doubling per retry, capped at 1 s, and "
+            "`Retry-After` honoured where the library can honour it. The peers retry 409, "
+            "420, 429 and every 5xx, POST included. resilience runs with `conflict_delay = B` "
+            "(so its 409 wait matches the peers' backoff) and decides per vendor what to "
+            "retry. Contenders take turns in shuffled order, round after round; figures are "
+            "medians over rounds, and ratios are to the bare client of the same family "
+            "measured in the same round. To reproduce: `python -m pip install -e '.[bench]' "
+            "&& python -m benchmarks --write-results` (`--quick` for a run under a minute, "
+            "`--profile` for a cProfile of the success path)."
+        ),
+        "### Settings",
+        "\n".join(
+            [
+                "| contender | settings |",
+                "| :--- | :--- |",
+                "| requests + urllib3 Retry | `HTTPAdapter(max_retries=Retry(total=3, "
+                "status_forcelist=409/420/429/5xx, allowed_methods=+POST/PATCH, "
+                "backoff_factor=B/2, backoff_max=1, respect_retry_after_header=True, "
+                "raise_on_status=False))` |",
+                "| httpx-retries (sync, async) | `RetryTransport(retry=Retry(total=3, "
+                "status_forcelist=..., allowed_methods=+POST/PATCH, backoff_factor=B/2, "
+                "backoff_jitter=1, max_backoff_wait=1, respect_retry_after_header=True))` |",
+                "| tenacity (around requests / httpx calls) | `@retry(stop=stop_after_attempt(4), "
+                "wait=<Retry-After if any, else wait_random_exponential(multiplier=B, max=1)>, "
+                "retry=retry_if_result(status in forcelist) \\| "
+                "retry_if_exception_type(network errors), "
+                "retry_error_callback=<return the last response>)` |",
+                "| stamina (around requests / httpx calls) | `@stamina.retry(on=<hook: "
+                "Retry-After seconds for a forcelist status, True for network errors>, "
+                "attempts=4, timeout=None, wait_initial=B/2, wait_jitter=B/2, wait_max=1)`; "
+                "the call raises for a forcelist status and the last response is returned "
+                "when attempts run out |",
+                "| resilience (adapter, transport, async transport) | `max_attempts=4, "
+                "backoff_initial=B, backoff_max=1, jitter='full', conflict_delay=B` (fault "
+                "mix: `regions=['eu-west', 'us-east'], capacity_retries=0, "
+                "retry_budget=None`) |",
+            ]
+        ),
+        (
+            "tenacity and stamina have no notion of `Retry-After`; their wait reads it with "
+            "`float()` (or as an HTTP date), as a user would write it. urllib3's first "
+            "retry does not wait (its backoff starts at the second retry), and its jitter is "
+            "additive; stamina's jitter is additive too. The contenders' backoffs are as "
+            "close as their knobs allow."
+        ),
+    ]
+    if "success_inproc" in scenarios:
+        s = scenarios["success_inproc"]
+        sections += [
+            "### Success path, in-process",
+            (
+                f"{s['calls_per_round']:,} successful GETs per contender and round, "
+                f"{s['rounds']} rounds, no socket: httpx clients use an `httpx.MockTransport` "
+                "that returns a canned 200; requests sessions use an `HTTPAdapter` whose "
+                "`send` builds the `requests.Response` itself, and the `ResilientAdapter` runs "
+                "unchanged over the same in-process send. The figure is the mean cost of one "
+                "`get()` call."
+            ),
+            success_table(s),
+            (
+                "*µs/call* is what one call costs in the client (the bare client's own work "
+                "included); *added µs/call* is the difference to the bare client of the same "
+                "library, which is what the retry layer costs when nothing fails; *x bare* is "
+                "the median of the per-round ratios, with the smallest and largest round "
+                "beside it. ResilientTransport adds "
+                f"{added('success_inproc', 'httpx+resilience')} µs per call to httpx, the "
+                f"ResilientAdapter {added('success_inproc', 'requests+resilience')} µs to "
+                "requests, AsyncResilientTransport "
+                f"{added('success_inproc', 'httpx-async+resilience')} µs to async httpx. "
+                "urllib3's `Retry` cannot be measured this way: it runs inside urllib3's "
+                "connection pool, below any in-process adapter."
+            ),
+        ]
+    if "success_loopback" in scenarios:
+        s = scenarios["success_loopback"]
+        sections += [
+            "### Success path over loopback",
+            (
+                f"`GET /ping` on the embedded vendor simulator ({s['where']}, so its server "
+                f"threads do not compete with the client for this process's GIL), "
+                f"{s['calls_per_round']:,} calls per contender and round, {s['rounds']} "
+                "rounds. Contenders take turns every 10 calls, so a slow spell of the machine "
+                "hits them all; each call is timed and the round's figure is the median call, "
+                "which keeps the scheduler's tail out of a 3% comparison."
+            ),
+            success_table(s),
+            (
+                "Over a real socket the same added cost is a smaller share of a call. "
+                "ResilientTransport adds "
+                f"{added('success_loopback', 'httpx+resilience')} µs, the ResilientAdapter "
+                f"{added('success_loopback', 'requests+resilience')} µs and "
+                "AsyncResilientTransport "
+                f"{added('success_loopback', 'httpx-async+resilience')} µs; the per-round "
+                "spread shows how much of that is noise on this machine."
+            ),
+        ]
+    if "faults" in scenarios:
+        s = scenarios["faults"]
+        kinds = "; ".join(
+            f"{k['label']} (fewest requests {k['fewest_requests']}"
+            + (f", mandated wait {k['mandated_wait']:g} s" if k["mandated_wait"] else "")
+            + ")"
+            for k in s["kinds"]
+        )
+        transport = _row(s, "httpx+resilience") or {}
+        fewest = sum(k["fewest_requests"] for k in s["kinds"]) / len(s["kinds"])
+        loads = [
+            row["requests_per_call"]
+            for row in s["rows"]
+            if row["role"] == "peer" and "skipped" not in row
+        ]
+        peer_load = f"{_num(min(loads), 2)} to {_num(max(loads), 2)}" if loads else "—"
+        sections += [
+            "### Fault mix",
+            (
+                f"{s['calls_per_round']} logical calls per contender and round "
+                f"({s['calls_per_round'] // len(s['kinds'])} of each kind, vendors and order "
+                f"drawn from a seed, the same for every contender), {s['rounds']} rounds, "
+                f"against the embedded simulator. The kinds: {kinds}. The 420 holds for every "
+                "request to eu-west; resilience fails over to us-east, the peers can only "
+                "retry eu-west. The 401 and the 501 hold for every request."
+            ),
+            faults_table(s),
+            (
+                "*recoverable calls that succeed*: calls of the four recoverable kinds that "
+                "end with a 2xx. *401/501 answered in 1 request*: the unrecoverable calls "
+                "that came back with their status after one request, without an exception. "
+                "*wrong retries*: requests sent after a 401 or a 501 (the peers' forcelist "
+                "holds every 5xx, so they retry the 501 three times; a hand-kept list of "
+                "500/502/503/504 would avoid that, at the cost of keeping it). *retries "
+                "before Retry-After elapsed*: from the simulator's arrival times per call, "
+                "the gaps after a 429 shorter than its `Retry-After`, over the 429s the "
+                "contender received. *requests/call*: load on the vendor per logical call. "
+                "*floor*: the least possible time: the mandated waits (the `Retry-After`s) "
+                "plus the fewest requests each call needs, each timed at the bare client's "
+                "speed in the same round. *wall/floor* is how close a contender gets to it; "
+                "below 1x means it skipped mandated waits or gave up early."
+            ),
+            (
+                "resilience sends the fewest requests the mix allows "
+                f"({_num(fewest, 2)} per call), never retries a 401 or a 501, waits every "
+                "`Retry-After` and fails over instead of retrying the region without "
+                "capacity. The peers retry the 501 and retry eu-west until their attempts "
+                f"run out ({peer_load} requests per call)."
+            ),
+            (
+                "resilience spends its time above the floor mostly on waits its policy "
+                "chose and the floor does not count: the jittered backoff after the 503 and "
+                "`conflict_delay` after the 409 "
+                f"({_num(transport.get('backoff_chosen_s'), 3)} s per round for "
+                "ResilientTransport). Counting those waits, its wall time is "
+                f"{_ratio(transport.get('wall_over_floor_plus_backoff'))} of the floor; the "
+                "rest is waking up from the sleeps and handling the failed answers (read, "
+                "classify, close). The wall/floor target is therefore a function of B: "
+                f"with B = {BACKOFF} s these two waits alone add "
+                f"{_share(transport.get('backoff_chosen_s'), transport.get('floor_s'))} to "
+                "the floor."
+            ),
+            "#### What each contender does with `Retry-After: 0.05`",
+            retry_after_table(s),
+            (
+                "urllib3 accepts only whole seconds or an HTTP date in `Retry-After` and "
+                "raises `InvalidHeader` on `0.05`; requests passes it on as "
+                "`requests.exceptions.InvalidHeader`, so the call fails. httpx-retries logs "
+                "a warning (`Retry-After header is not a valid HTTP date`) and falls back to "
+                "its backoff, so it retries before the vendor's deadline."
+            ),
+        ]
+    if "outage" in scenarios:
+        s = scenarios["outage"]
+        windows = ", ".join(f"{w['window']} = {w['calls']:,} calls" for w in s["windows"])
+        defaults_note = (
+            " The last row is ResilientTransport with every default, backoff included: the "
+            "first call waits its three jittered backoffs (at most 0.5 s, 1 s and 2 s) "
+            "before the budget stops the retries; that wait, spread over the window, is "
+            "its time per call."
+            if any(row.get("budget") == "on (every default)" for row in s["rows"])
+            else ""
+        )
+        sections += [
+            "### Outage",
+            (
+                "Every answer is a 503. Each contender makes the calls of a window one after "
+                f"another with a fresh client ({windows}); no contender keeps time-based "
+                "state (resilience's retry budget counts outcomes, not seconds), so the call "
+                "count stands for the rate. Backoff is 0 here, so the run measures load, not "
+                "waits."
+            ),
+            outage_table(s),
+            (
+                "*requests/call* is the load amplification: what the vendor receives per "
+                "call while it is down. Every peer sends all 4 attempts for every call, "
+                "whatever the rate; resilience's default retry budget lets the first calls "
+                "retry, then sends each call once until answers succeed again, so the "
+                "amplification tends to 1x as the outage goes on. With `retry_budget=None` "
+                "it behaves like the peers. *ms per failed call* is how long a caller waits "
+                "for the failure (with zero backoff: the requests themselves). httpx-retries "
+                "closes each failed response without reading it, so httpx drops that "
+                "keep-alive connection and the retry opens a new one: most of its extra time "
+                "per failed call." + defaults_note
+            ),
+        ]
+    if "async_scale" in scenarios:
+        s = scenarios["async_scale"]
+        sections += [
+            "### Async scale",
+            (
+                f"{s['concurrency']:,} concurrent GETs (`asyncio.gather`) through one "
+                f"`httpx.AsyncClient` on `GET /ping` ({s['where']}), {s['rounds']} rounds. "
+                f"Client settings, the same for all: {s['client_options']}. With httpx's "
+                "default 100 connections, 1,000 queued requests make its own pool the "
+                "bottleneck (it walks every connection for every connection whenever a "
+                "request is queued or done) and, at the default 5 s pool timeout, the bare "
+                "client's requests fail with PoolTimeout on this machine."
+            ),
+            scale_table(s),
+            (
+                "*µs/request* is the burst's wall time divided by the number of requests; "
+                "at this concurrency the pool's bookkeeping dominates, and the retry layer's "
+                "own cost is a small share of it."
+            ),
+        ]
+    sections += [
+        "### Targets",
+        targets_table(results["targets"]),
+        (
+            "Timings are never asserted in the tests; this table is the check. The JSON of "
+            "the run (`benchmarks/results/latest.json`) holds every round."
+        ),
+    ]
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,68 @@
+"""The benchmark harness runs end to end on a tiny N (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--tiny", "--quiet", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for heading in (
+        "## Success path, in-process",
+        "## Success path over loopback",
+        "## Fault mix",
+        "## What each contender does with Retry-After",
+        "## Outage",
+        "## Async scale",
+        "## Targets",
+    ):
+        assert heading in proc.stdout
+    assert "| **httpx + ResilientTransport** |" in proc.stdout
+    assert f"JSON written to {out}" in proc.stdout
+
+    data = json.loads(out.read_text(encoding="utf-8"))
+    scenarios = data["scenarios"]
+    assert set(scenarios) == {
+        "success_inproc",
+        "success_loopback",
+        "faults",
+        "outage",
+        "async_scale",
+    }
+    assert data["targets"]
+    assert all("pass" in target for target in data["targets"])
+
+    # Every resilience shell ran every scenario, and the fault mix and the outage
+    # came out as the policy says (counts, not timings).
+    for name in ("success_inproc", "success_loopback"):
+        rows = {row["key"]: row for row in scenarios[name]["rows"]}
+        for key in ("requests+resilience", "httpx+resilience", "httpx-async+resilience"):
+            assert "skipped" not in rows[key], rows[key]
+            assert rows[key]["median"] > 0
+    faults = {row["key"]: row for row in scenarios["faults"]["rows"]}
+    for key in ("requests+resilience", "httpx+resilience", "httpx-async+resilience"):
+        row = faults[key]
+        assert row["recovered"] == row["recoverable"] > 0
+        assert row["wrong_retries"] == 0
+        assert row["early_retries"] == 0
+        assert row["answered_at_once"] == row["unrecoverable"]
+    outage = [row for row in scenarios["outage"]["rows"] if row["key"] == "httpx+resilience"]
+    by_budget = {row["budget"]: row["windows"][-1]["requests_per_call"] for row in outage}
+    assert by_budget["off"] == 4.0
+    assert by_budget["on (default)"] < 2.0
+    scale = {row["key"]: row for row in scenarios["async_scale"]["rows"]}
+    assert scale["httpx-async+resilience"]["failed"] == 0

@@ -1,0 +1,212 @@
+"""The circuit breaker: opens on a failure ratio, fails fast, probes, closes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import pytest
+import requests
+import responses
+
+import resilience
+from resilience import CircuitBreaker, CircuitOpen
+
+KEY = ("api.example", None)
+URL = "https://api.example/v1/me"
+
+
+def breaker(**kw: object) -> resilience._breaker.BreakerState:
+    config = {"failure_ratio": 0.5, "min_calls": 4, "window": 10.0, "open_for": 5.0, **kw}
+    return CircuitBreaker(**config).new_state()  # type: ignore[arg-type]
+
+
+def test_stays_closed_below_min_calls_even_when_all_fail() -> None:
+    state = breaker()
+    for t in range(3):
+        state.record(KEY, True, float(t))
+    assert state.state(KEY, 3.0) == "closed"
+
+
+def test_opens_when_the_failure_ratio_is_reached() -> None:
+    state = breaker()
+    for t, failed in enumerate([False, True, False, True]):
+        state.record(KEY, failed, float(t))
+    assert state.state(KEY, 4.0) == "open"
+    assert not state.allow(KEY, 4.0)
+
+
+def test_stays_closed_under_the_failure_ratio() -> None:
+    state = breaker()
+    for t, failed in enumerate([False, False, False, True, False]):
+        state.record(KEY, failed, float(t))
+    assert state.allow(KEY, 5.0)
+
+
+def test_old_outcomes_leave_the_window() -> None:
+    state = breaker()
+    for t in range(3):
+        state.record(KEY, True, float(t))
+    state.record(KEY, True, 30.0)
+    assert state.state(KEY, 30.0) == "closed"
+
+
+def test_half_open_after_open_for_lets_one_probe_through() -> None:
+    state = breaker()
+    for t in range(4):
+        state.record(KEY, True, float(t))
+    assert not state.allow(KEY, 7.9)
+    assert state.allow(KEY, 8.0)
+    assert not state.allow(KEY, 8.0)
+
+
+def test_a_successful_probe_closes_the_circuit() -> None:
+    state = breaker()
+    for t in range(4):
+        state.record(KEY, True, float(t))
+    assert state.allow(KEY, 9.0)
+    state.record(KEY, False, 9.1)
+    assert state.state(KEY, 9.2) == "closed"
+    assert state.allow(KEY, 9.2)
+
+
+def test_a_failed_probe_opens_it_again() -> None:
+    state = breaker()
+    for t in range(4):
+        state.record(KEY, True, float(t))
+    assert state.allow(KEY, 9.0)
+    state.record(KEY, True, 9.1)
+    assert not state.allow(KEY, 9.2)
+    assert state.allow(KEY, 14.1)
+
+
+def test_circuits_are_per_host_and_region() -> None:
+    state = breaker()
+    for t in range(4):
+        state.record(("api.example", "eu-west"), True, float(t))
+    assert not state.allow(("api.example", "eu-west"), 4.0)
+    assert state.allow(("api.example", "us-east"), 4.0)
+    assert state.allow(("other.example", "eu-west"), 4.0)
+
+
+def test_concurrent_records_from_threads_count_every_outcome() -> None:
+    state = breaker(min_calls=4000, failure_ratio=1.0)
+
+    def fail_many() -> None:
+        for _ in range(1000):
+            state.record(KEY, True, 1.0)
+
+    threads = [threading.Thread(target=fail_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state.state(KEY, 1.0) == "open"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("failure_ratio", 0), ("failure_ratio", 1.5), ("min_calls", 0), ("window", 0), ("probes", 0)],
+)
+def test_bad_settings_are_value_errors_naming_the_setting(name: str, value: float) -> None:
+    with pytest.raises(ValueError, match=name):
+        CircuitBreaker(**{name: value})  # type: ignore[arg-type]
+
+
+def test_true_means_the_default_breaker() -> None:
+    assert resilience.Policy(circuit_breaker=True).circuit_breaker == CircuitBreaker()
+
+
+def test_off_by_default() -> None:
+    assert resilience.Policy().circuit_breaker is None
+
+
+# -- through the transports -----------------------------------------------------------
+
+POLICY = {
+    "circuit_breaker": CircuitBreaker(min_calls=4, open_for=60.0),
+    "retry_budget": None,
+    "max_attempts": 1,
+}
+
+
+def _failing_handler(counter: list[int]) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        counter.append(1)
+        return httpx.Response(503)
+
+    return httpx.MockTransport(answer)
+
+
+def test_httpx_transport_fails_fast_once_open() -> None:
+    sent: list[int] = []
+    client = httpx.Client(transport=resilience.ResilientTransport(_failing_handler(sent), **POLICY))
+    for _ in range(4):
+        assert client.get(URL).status_code == 503
+    with pytest.raises(CircuitOpen) as caught:
+        client.get(URL)
+    assert isinstance(caught.value, httpx.TransportError)
+    assert caught.value.code == "circuit_open"
+    assert len(sent) == 4
+
+
+async def test_async_transport_fails_fast_once_open() -> None:
+    sent: list[int] = []
+    transport = resilience.AsyncResilientTransport(_failing_handler(sent), **POLICY)
+    async with httpx.AsyncClient(transport=transport) as client:
+        for _ in range(4):
+            assert (await client.get(URL)).status_code == 503
+        with pytest.raises(httpx.TransportError) as caught:
+            await client.get(URL)
+    assert isinstance(caught.value, CircuitOpen)
+    assert len(sent) == 4
+
+
+def test_requests_adapter_fails_fast_once_open() -> None:
+    with responses.RequestsMock() as mocked, requests.Session() as session:
+        mocked.add("GET", URL, status=503)
+        session.mount("https://", resilience.ResilientAdapter(**POLICY))
+        for _ in range(4):
+            assert session.get(URL).status_code == 503
+        with pytest.raises(requests.ConnectionError) as caught:
+            session.get(URL)
+        assert isinstance(caught.value, CircuitOpen)
+        assert len(mocked.calls) == 4
+
+
+def test_an_open_circuit_stops_the_retries_of_a_call_in_flight() -> None:
+    sent: list[int] = []
+    policy = {**POLICY, "max_attempts": 10, "sleep": lambda s: None}
+    client = httpx.Client(transport=resilience.ResilientTransport(_failing_handler(sent), **policy))
+    response = client.get(URL)
+    assert response.status_code == 503
+    assert len(sent) == 4
+    assert len(resilience.attempts(response)) == 4
+
+
+def test_client_errors_do_not_open_the_circuit() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404)
+
+    transport = resilience.ResilientTransport(httpx.MockTransport(answer), **POLICY)
+    client = httpx.Client(transport=transport)
+    for _ in range(20):
+        assert client.get(URL).status_code == 404
+
+
+def test_the_async_breaker_is_shared_by_concurrent_tasks() -> None:
+    sent: list[int] = []
+
+    async def run() -> list[BaseException | httpx.Response]:
+        transport = resilience.AsyncResilientTransport(_failing_handler(sent), **POLICY)
+        async with httpx.AsyncClient(transport=transport) as client:
+            first = [await client.get(URL) for _ in range(4)]
+            rest = await asyncio.gather(
+                *(client.get(URL) for _ in range(50)), return_exceptions=True
+            )
+            return [*first, *rest]
+
+    outcomes = asyncio.run(run())
+    assert sum(isinstance(o, CircuitOpen) for o in outcomes) == 50
+    assert len(sent) == 4
