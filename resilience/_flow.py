@@ -225,7 +225,7 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
     replayable = wire.replayable(request)  # before sending: sending may read it
     started = core.monotonic()
     breaker = core.breaker
-    circuit = (wire.host(request), region)
+    circuit = (wire.host(request), region) if breaker is not None else (None, None)
     if breaker is not None and not breaker.allow(circuit, started):
         yield Done(None, wire.circuit_open(request, _open_circuit(core, circuit)))
         return
