@@ -25,6 +25,7 @@ from resilience._engine import UNSAFE_METHODS, Action, Attempt, CallState, Error
 from resilience._policy import Policy
 from resilience._redact import redact_url
 from resilience._response import ResponseView
+from resilience.errors import CircuitOpen, ResilienceError
 from resilience.regions import JsonField, RegionLocator
 
 __all__ = [
@@ -64,7 +65,11 @@ class Wire(Protocol[Req, Resp]):  # type: ignore[misc]
     def response_headers(self, response: Resp) -> Any: ...
     def view(self, response: Resp, body: bytes | None, request: Req) -> ResponseView: ...
     def error_kind(self, error: BaseException) -> ErrorKind | None: ...
-    def circuit_open(self, request: Req, classification: Classification) -> BaseException: ...
+    def not_sent(
+        self, request: Req, classification: Classification, base: type[ResilienceError]
+    ) -> BaseException:
+        """A ``base`` error that is also the library's connection error."""
+
     def attach(self, response: Resp, history: History) -> None: ...
 
 
@@ -227,7 +232,7 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
     breaker = core.breaker
     circuit = (wire.host(request), region) if breaker is not None else (None, None)
     if breaker is not None and not breaker.allow(circuit, started):
-        yield Done(None, wire.circuit_open(request, _open_circuit(core, circuit)))
+        yield Done(None, wire.not_sent(request, _open_circuit(core, circuit), CircuitOpen))
         return
     outcome = yield Send(request)
     if not isinstance(outcome, BaseException):

@@ -27,7 +27,7 @@ from resilience._flow import (
 )
 from resilience._policy import Policy
 from resilience._response import MAX_BODY, ResponseView
-from resilience.errors import CircuitOpen, mixed_class
+from resilience.errors import ResilienceError, mixed_class
 from resilience.regions import RequestParts
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport"]
@@ -110,8 +110,13 @@ class _HttpxWire:
             request_body=request_body if request_body and len(request_body) <= MAX_BODY else None,
         )
 
-    def circuit_open(self, request: httpx.Request, classification: Classification) -> BaseException:
-        error = mixed_class(CircuitOpen, httpx.ConnectError)(classification)
+    def not_sent(
+        self,
+        request: httpx.Request,
+        classification: Classification,
+        base: type[ResilienceError],
+    ) -> BaseException:
+        error = mixed_class(base, httpx.ConnectError)(classification)
         error._request = request  # type: ignore[attr-defined]
         return error
 

@@ -29,7 +29,7 @@ from resilience._engine import ErrorKind
 from resilience._flow import Core, History, call_flow, drive, refuse_coroutine_functions
 from resilience._policy import Policy
 from resilience._response import MAX_BODY, ResponseView
-from resilience.errors import CircuitOpen, mixed_class
+from resilience.errors import ResilienceError, mixed_class
 from resilience.regions import RequestParts
 
 __all__ = ["ResilientAdapter"]
@@ -122,10 +122,13 @@ class _RequestsWire:
             request_body=raw if isinstance(raw, bytes) and len(raw) <= MAX_BODY else None,
         )
 
-    def circuit_open(
-        self, request: requests.PreparedRequest, classification: Classification
+    def not_sent(
+        self,
+        request: requests.PreparedRequest,
+        classification: Classification,
+        base: type[ResilienceError],
     ) -> BaseException:
-        error = mixed_class(CircuitOpen, requests.ConnectionError)(classification)
+        error = mixed_class(base, requests.ConnectionError)(classification)
         error.request = request  # type: ignore[attr-defined]
         return error
 
