@@ -8,7 +8,7 @@ policy engine.
 
 import logging as _logging
 
-from resilience import regions
+from resilience import regions, stores
 from resilience._breaker import CircuitBreaker
 from resilience._budget import RetryBudget
 from resilience._classification import Category, Classification
@@ -16,6 +16,7 @@ from resilience._classifier import classify
 from resilience._engine import Attempt, RetryEvent
 from resilience._history import attempts
 from resilience._policy import Policy
+from resilience._rate_limit import RateLimit
 from resilience._version import __version__
 from resilience.detectors import Detector, register_detector, registered_detectors
 from resilience.errors import (
@@ -60,6 +61,7 @@ __all__ = [
     "NotImplementedByServer",
     "Policy",
     "QuotaExhausted",
+    "RateLimit",
     "RateLimited",
     "ResilienceError",
     "ResilientAdapter",
@@ -78,4 +80,5 @@ __all__ = [
     "register_detector",
     "registered_detectors",
     "requests_response_hook",
+    "stores",
 ]

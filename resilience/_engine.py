@@ -236,6 +236,16 @@ class CallState:
             self._unknown_before = True
         return self._retry(None, error, now)
 
+    def abandon(self, reason: str) -> None:
+        """The shell could not carry out the last retry (open circuit, local limit)."""
+        if self.attempts:
+            self.attempts[-1] = replace(self.attempts[-1], outcome=reason)
+
+    def add_wait(self, seconds: float) -> None:
+        """Count a wait the shell made before the next attempt (local pacing)."""
+        self._waited += seconds
+        self._pending_delay += seconds
+
     # -- internals ------------------------------------------------------------
 
     @property

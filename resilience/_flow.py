@@ -23,9 +23,10 @@ from resilience._classification import Category, Classification
 from resilience._classifier import Classifier
 from resilience._engine import UNSAFE_METHODS, Action, Attempt, CallState, ErrorKind, RetryEvent
 from resilience._policy import Policy
+from resilience._rate_limit import RateLimiter
 from resilience._redact import redact_url
 from resilience._response import ResponseView
-from resilience.errors import CircuitOpen, ResilienceError
+from resilience.errors import CircuitOpen, RateLimited, ResilienceError
 from resilience.regions import JsonField, RegionLocator
 
 __all__ = [
@@ -96,10 +97,10 @@ class Discard(Generic[Resp]):
 
 @dataclass(slots=True)
 class Sleep:
-    """Tell ``on_retry`` about ``event``, then wait ``seconds``."""
+    """Tell ``on_retry`` about ``event`` (if any), then wait ``seconds``."""
 
     seconds: float
-    event: RetryEvent
+    event: RetryEvent | None = None
 
 
 @dataclass(slots=True)
@@ -161,7 +162,16 @@ class Core:
         wall: the wall clock for ``Retry-After`` HTTP-dates.
     """
 
-    __slots__ = ("breaker", "budget", "classifier", "locator", "monotonic", "policy", "wall")
+    __slots__ = (
+        "breaker",
+        "budget",
+        "classifier",
+        "limiter",
+        "locator",
+        "monotonic",
+        "policy",
+        "wall",
+    )
 
     def __init__(
         self,
@@ -177,6 +187,9 @@ class Core:
         )
         self.breaker: BreakerState | None = (
             policy.circuit_breaker.new_state() if policy.circuit_breaker is not None else None
+        )
+        self.limiter: RateLimiter | None = (
+            policy.rate_limit.new_limiter(policy.store) if policy.rate_limit is not None else None
         )
         self.locator: RegionLocator = policy.region_locator or JsonField("location")
         self.monotonic = monotonic
@@ -234,6 +247,17 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
     if breaker is not None and not breaker.allow(circuit, started):
         yield Done(None, wire.not_sent(request, _open_circuit(core, circuit), CircuitOpen))
         return
+    limiter = core.limiter
+    paced = 0.0
+    if limiter is not None:
+        pace_key = limiter.key_for(wire.host(request) or "")
+        paced = _pace(core, limiter, pace_key, started, 0.0)
+        if paced < 0:
+            local = _local_limit(core, limiter, pace_key, wire.host(request))
+            yield Done(None, wire.not_sent(request, local, RateLimited))
+            return
+        if paced > 0:
+            yield Sleep(paced)
     outcome = yield Send(request)
     if not isinstance(outcome, BaseException):
         status = wire.status(outcome)
@@ -244,6 +268,8 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
             if breaker is not None:
                 breaker.record(circuit, False, core.monotonic())
             headers = wire.response_headers(outcome)
+            if limiter is not None:
+                limiter.on_success(pace_key, core.monotonic(), headers, wall_now=core.wall())
             wire.attach(
                 outcome, FirstSuccess(core.classifier, wire, request, headers, status, region)
             )
@@ -260,6 +286,8 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
         idempotent=lambda: _carries_key(wire, request),
         budget=core.budget,
     )
+    if paced:
+        call.add_wait(paced)
     while True:
         if isinstance(outcome, BaseException):
             kind = wire.error_kind(outcome)
@@ -299,6 +327,19 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
             if breaker is not None:
                 failed = classification.category is Category.TRANSIENT
                 breaker.record(circuit, failed, core.monotonic())
+            if limiter is not None:
+                if classification.category is Category.RATE_LIMITED:
+                    limiter.on_throttled(
+                        pace_key,
+                        core.monotonic(),
+                        classification.retry_after,
+                        view.headers,
+                        wall_now=core.wall(),
+                    )
+                else:
+                    limiter.on_success(
+                        pace_key, core.monotonic(), view.headers, wall_now=core.wall()
+                    )
             decision = call.on_response(classification, core.monotonic())
             if decision.action is not Action.RETRY:
                 if decision.action is Action.GIVE_UP:
@@ -318,9 +359,21 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
                 request, core.locator.with_region(wire.parts(request), event.next_region)
             )
             circuit = (wire.host(request), event.next_region)
+        stop = None
         if breaker is not None and not breaker.allow(circuit, core.monotonic()):
-            # The circuit opened while this call waited: stop with what we have.
-            _log.debug("%s %s: circuit open, not retried", method, call.url)
+            stop = "circuit open; not retried"
+        elif limiter is not None:
+            now = core.monotonic()
+            paced = _pace(core, limiter, pace_key, call.started, now - call.started)
+            if paced < 0:
+                stop = "local rate limit would wait too long; not retried"
+            elif paced > 0:
+                call.add_wait(paced)
+                yield Sleep(paced)
+        if stop is not None:
+            # Stop with what we have: the last answer (or error).
+            _log.debug("%s %s: %s", method, call.url, stop)
+            call.abandon(stop)
             if isinstance(outcome, BaseException):
                 yield Done(None, outcome)
             else:
@@ -340,6 +393,32 @@ def _open_circuit(core: Core, circuit: tuple[str | None, str | None]) -> Classif
         0,
         code="circuit_open",
         message=f"circuit open for {where}: not sent",
+    )
+
+
+def _pace(core: Core, limiter: RateLimiter, key: str, started: float, elapsed: float) -> float:
+    """Seconds to wait before sending (reserved), or -1 when the wait is too long.
+
+    Too long: past ``retry_after_max``, or past what is left of the deadline.
+    """
+    policy = core.policy
+    max_wait = policy.retry_after_max
+    if policy.deadline is not None:
+        max_wait = min(max_wait, max(0.0, policy.deadline - elapsed))
+    wait = limiter.acquire(key, core.monotonic(), max_wait=max_wait)
+    return -1.0 if wait is None else wait
+
+
+def _local_limit(core: Core, limiter: RateLimiter, key: str, host: str | None) -> Classification:
+    detector = core.classifier.known_detector(host)
+    wait = limiter.would_wait(key, core.monotonic())
+    return Classification.of(
+        detector.name if detector is not None else "generic",
+        Category.RATE_LIMITED,
+        0,
+        code="local_rate_limit",
+        message=f"local rate limit for {key}: the next slot is {wait:.3g}s away; not sent",
+        retry_after=wait,
     )
 
 
@@ -392,7 +471,7 @@ def drive(
         elif type(command) is Discard:
             io.discard(command.response)
         elif type(command) is Sleep:
-            if policy.on_retry is not None:
+            if policy.on_retry is not None and command.event is not None:
                 _refuse_awaitable(policy.on_retry(command.event), "on_retry")
             if command.seconds > 0:
                 _refuse_awaitable(sleep(command.seconds), "sleep")
@@ -425,7 +504,7 @@ async def drive_async(
         elif type(command) is Discard:
             await io.discard(command.response)
         elif type(command) is Sleep:
-            if policy.on_retry is not None:
+            if policy.on_retry is not None and command.event is not None:
                 outcome = policy.on_retry(command.event)
                 if inspect.isawaitable(outcome):
                     await outcome

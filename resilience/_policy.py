@@ -10,8 +10,10 @@ from typing import Any
 from resilience._backoff import JITTERS, schedule
 from resilience._breaker import CircuitBreaker
 from resilience._budget import RetryBudget
+from resilience._rate_limit import RateLimit
 from resilience.detectors import Detector
 from resilience.regions import RegionLocator
+from resilience.stores import Store
 
 __all__ = ["DEFAULT_BUDGET", "Policy"]
 
@@ -67,6 +69,10 @@ class Policy:
             (:class:`RetryBudget`); ``None`` turns the bound off.
         circuit_breaker: a :class:`CircuitBreaker` per host and region, or
             ``True`` for the default one; ``None`` (default): no breaker.
+        rate_limit: client-side pacing (:class:`RateLimit`) per host or per
+            ``RateLimit.key``, adaptive on 429; ``None`` (default): no pacing.
+        store: where the rate limiter keeps its buckets (``None``: in memory,
+            one process; :class:`resilience.stores.RedisStore` for a fleet).
     """
 
     max_attempts: int = 4
@@ -90,6 +96,8 @@ class Policy:
     sleep: Callable[[float], Any] | None = None
     retry_budget: RetryBudget | None = DEFAULT_BUDGET
     circuit_breaker: CircuitBreaker | None = None
+    rate_limit: RateLimit | None = None
+    store: Store | None = None
     steps: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +144,10 @@ class Policy:
             self.circuit_breaker, CircuitBreaker
         ):
             raise TypeError("circuit_breaker must be a resilience.CircuitBreaker, True or None")
+        if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimit):
+            raise TypeError("rate_limit must be a resilience.RateLimit or None")
+        if self.store is not None and not isinstance(self.store, Store):
+            raise TypeError("store must be a resilience.stores.Store (MemoryStore, RedisStore)")
         if self.retry_budget is not None and not isinstance(self.retry_budget, RetryBudget):
             raise TypeError("retry_budget must be a resilience.RetryBudget or None")
         object.__setattr__(

@@ -1,0 +1,484 @@
+"""The rate limiter: pacing per window, holds, adaptive decrease on 429 and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resilience._rate_limit import (
+    BETA,
+    F_MIN,
+    MAX_HOLD,
+    LimitHeaders,
+    RateLimit,
+    RateLimiter,
+    read_limit_headers,
+)
+from resilience.stores import MemoryStore, RedisStore
+from tests._redis import running_redis
+
+KEY = "api.8bitedge.example"
+
+
+def limiter(**config: Any) -> RateLimiter:
+    return RateLimit(**config).new_limiter(MemoryStore())
+
+
+def greedy(lim: RateLimiter, count: int, start: float = 0.0, key: str = KEY) -> list[float]:
+    """Send times of a client that sends each request as soon as it is allowed."""
+    now, sent = start, []
+    for _ in range(count):
+        now += lim.acquire(key, now)
+        sent.append(now)
+    return sent
+
+
+def most_in_window(times: list[float], seconds: float) -> int:
+    """The most send times in any closed window ``[t, t + seconds]``."""
+    best, first = 0, 0
+    for last, t in enumerate(times):
+        while times[first] < t - seconds - 1e-9:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def test_a_limit_needs_a_window() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        RateLimit()
+    with pytest.raises(ValueError, match="at least one"):
+        RateLimit(burst=5)
+
+
+@pytest.mark.parametrize("value", [0, -1, math.nan, math.inf])
+@pytest.mark.parametrize("name", ["per_second", "per_minute", "per_day", "burst", "recovery"])
+def test_a_bad_number_is_a_value_error_naming_the_field(name: str, value: float) -> None:
+    config: dict[str, Any] = {"per_second": 1.0, name: value}
+    with pytest.raises(ValueError, match=f"rate_limit.{name}"):
+        RateLimit(**config)
+
+
+@pytest.mark.parametrize("value", [True, "10"])
+def test_a_non_number_is_a_type_error(value: object) -> None:
+    with pytest.raises(TypeError, match="per_minute"):
+        RateLimit(per_minute=value)  # type: ignore[arg-type]
+
+
+def test_recovery_cannot_be_none() -> None:
+    with pytest.raises(TypeError, match="recovery"):
+        RateLimit(per_second=10, recovery=None)  # type: ignore[arg-type]
+
+
+def test_burst_below_one_and_an_empty_key_are_refused() -> None:
+    with pytest.raises(ValueError, match="burst"):
+        RateLimit(per_second=10, burst=0.5)
+    with pytest.raises(ValueError, match="key"):
+        RateLimit(per_second=10, key="")
+
+
+def test_windows_and_plan_rate() -> None:
+    limit = RateLimit(per_minute=120, per_day=10_000)
+    assert limit.windows == ((120.0, 60.0), (10_000.0, 86_400.0))
+    assert limit.plan_rate == pytest.approx(10_000 / 86_400)
+
+
+def test_the_default_key_is_the_host_unless_one_is_configured() -> None:
+    assert limiter(per_second=1).key_for("eu.api.example") == "eu.api.example"
+    assert limiter(per_second=1, key="key-7f3a").key_for("eu.api.example") == "key-7f3a"
+
+
+# --- pacing ---------------------------------------------------------------------------------
+
+
+def test_requests_are_evenly_spaced_by_default() -> None:
+    lim = limiter(per_second=10)
+    assert [lim.acquire(KEY, 0.0) for _ in range(4)] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+
+
+def test_a_burst_goes_back_to_back_then_paces() -> None:
+    lim = limiter(per_second=10, burst=3)
+    assert [lim.acquire(KEY, 0.0) for _ in range(5)] == pytest.approx([0, 0, 0, 0.1, 0.2])
+
+
+def test_tokens_come_back_while_idle() -> None:
+    lim = limiter(per_second=10, burst=3)
+    greedy(lim, 10)
+    assert [lim.acquire(KEY, 100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("config", "n", "seconds"),
+    [
+        ({"per_second": 10}, 10, 1.0),
+        ({"per_second": 10, "burst": 5}, 10, 1.0),
+        ({"per_minute": 120, "burst": 10}, 120, 60.0),
+    ],
+)
+def test_any_window_sees_at_most_n_plus_burst(
+    config: dict[str, Any], n: int, seconds: float
+) -> None:
+    sent = greedy(limiter(**config), 5 * n)
+    burst = config.get("burst", 1)
+    assert n <= most_in_window(sent, seconds) <= n + burst
+
+
+def test_per_minute_and_per_day_are_honoured_together() -> None:
+    """8bitedge: 120 a minute and 10,000 a day; the day sets the long-run pace."""
+    lim = limiter(per_minute=120, per_day=10_000, burst=20)
+    sent = greedy(lim, 10_100)
+    assert most_in_window(sent, 60.0) <= 120 + 20
+    assert most_in_window(sent, 86_400.0) <= 10_000 + 20
+    assert sent[-1] - sent[-2] == pytest.approx(86_400 / 10_000)
+
+
+def test_keys_are_paced_independently() -> None:
+    lim = limiter(per_second=1)
+    assert lim.acquire("a", 0.0) == 0.0
+    assert lim.acquire("b", 0.0) == 0.0
+    assert lim.acquire("a", 0.0) == 1.0
+
+
+def test_would_wait_reserves_nothing() -> None:
+    lim = limiter(per_second=2)
+    lim.acquire(KEY, 0.0)
+    assert lim.would_wait(KEY, 0.0) == 0.5
+    assert lim.would_wait(KEY, 0.0) == 0.5
+    assert lim.acquire(KEY, 0.0) == 0.5
+
+
+def test_acquire_refuses_past_max_wait_without_reserving() -> None:
+    lim = limiter(per_second=1)
+    assert lim.acquire(KEY, 0.0, max_wait=0.0) == 0.0
+    assert lim.acquire(KEY, 0.0, max_wait=0.5) is None
+    assert lim.acquire(KEY, 0.0, max_wait=1.0) == 1.0  # equal to max_wait: accepted
+    assert lim.acquire(KEY, 0.0, max_wait=None) == 2.0  # None: any wait
+
+
+def test_two_transports_on_one_store_share_the_limit() -> None:
+    store = MemoryStore()
+    config = RateLimit(per_second=10, key="shared")
+    first, second = config.new_limiter(store), config.new_limiter(store)
+    assert first.acquire("shared", 0.0) == 0.0
+    assert second.acquire("shared", 0.0) == pytest.approx(0.1)
+
+
+def test_threads_get_distinct_slots() -> None:
+    lim = limiter(per_second=100)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine = [lim.acquire(KEY, 0.0) for _ in range(50)]
+        with lock:
+            waits.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(waits) == pytest.approx([i / 100 for i in range(400)])
+
+
+async def test_tasks_and_threads_get_distinct_slots() -> None:
+    lim = limiter(per_second=100)
+
+    async def direct() -> float:
+        return lim.acquire(KEY, 0.0)
+
+    waits = await asyncio.gather(
+        *(direct() for _ in range(20)),
+        *(asyncio.to_thread(lim.acquire, KEY, 0.0) for _ in range(20)),
+    )
+    assert sorted(waits) == pytest.approx([i / 100 for i in range(40)])
+
+
+# --- 429: holds -----------------------------------------------------------------------------
+
+
+def test_retry_after_holds_every_caller_then_one_at_the_lowered_rate() -> None:
+    lim = limiter(per_second=10, burst=5)
+    assert lim.on_throttled(KEY, 0.0, retry_after=2.0) == 2.0
+    assert lim.would_wait(KEY, 0.0) == pytest.approx(2.0)
+    assert lim.would_wait(KEY, 1.5) == pytest.approx(0.5)
+    assert lim.acquire(KEY, 2.0) == 0.0
+    assert lim.acquire(KEY, 2.0) == pytest.approx(1 / (10 * BETA))  # no burst after a hold
+
+
+def test_a_hold_reaches_other_transports_on_the_same_store() -> None:
+    store = MemoryStore()
+    config = RateLimit(per_second=10)
+    first, second = config.new_limiter(store), config.new_limiter(store)
+    first.on_throttled(KEY, 0.0, retry_after=3.0)
+    assert second.would_wait(KEY, 0.0) == pytest.approx(3.0)
+
+
+def test_a_hold_past_max_wait_refuses_at_once() -> None:
+    lim = limiter(per_second=10)
+    lim.on_throttled(KEY, 0.0, retry_after=120.0)
+    assert lim.acquire(KEY, 0.0, max_wait=60.0) is None
+    assert lim.acquire(KEY, 60.0, max_wait=60.0) == pytest.approx(60.0)
+
+
+def test_many_429s_in_flight_do_not_add_up() -> None:
+    """The hold ends where the latest Retry-After says, and the rate drops once."""
+    lim = limiter(per_second=10)
+    for now in (0.0, 0.1, 0.2, 0.3):
+        lim.on_throttled(KEY, now, retry_after=2.0)
+    assert lim.would_wait(KEY, 0.3) == pytest.approx(2.0)
+    assert lim.factor(KEY) == pytest.approx(BETA)
+
+
+def test_the_retry_after_argument_wins_over_headers() -> None:
+    lim = limiter(per_second=10)
+    assert lim.on_throttled(KEY, 0.0, 1.0, {"Retry-After": "9", "X-RateLimit-Reset": "30"}) == 1.0
+
+
+def test_a_retry_after_header_is_read_when_no_argument_is_given() -> None:
+    lim = limiter(per_second=10)
+    assert lim.on_throttled(KEY, 0.0, None, {"retry-after": "4"}) == 4.0
+
+
+def test_an_exhausted_window_holds_until_it_resets() -> None:
+    lim = limiter(per_minute=120)
+    headers = {"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "25"}
+    assert lim.on_throttled(KEY, 0.0, None, headers) == 25.0
+    assert lim.would_wait(KEY, 0.0) == pytest.approx(25.0)
+
+
+def test_a_429_without_any_hint_holds_nothing_but_slows_down() -> None:
+    lim = limiter(per_second=10)
+    assert lim.on_throttled(KEY, 0.0) == 0.0
+    assert lim.acquire(KEY, 0.0) == 0.0
+    assert lim.acquire(KEY, 0.0) == pytest.approx(1 / (10 * BETA))
+
+
+def test_a_success_saying_nothing_remains_holds_before_any_429() -> None:
+    lim = limiter(per_second=10)
+    headers = {"RateLimit": '"default";r=0;t=5'}
+    assert lim.on_success(KEY, 0.0, headers) == 5.0
+    assert lim.would_wait(KEY, 0.0) == pytest.approx(5.0)
+    assert lim.factor(KEY) == 1.0
+
+
+def test_a_success_with_requests_left_holds_nothing() -> None:
+    lim = limiter(per_second=10)
+    assert lim.on_success(KEY, 0.0, {"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "5"}) == 0
+    assert lim.would_wait(KEY, 0.0) == 0.0
+
+
+def test_holds_are_capped_at_a_day() -> None:
+    lim = limiter(per_second=10)
+    assert lim.on_throttled(KEY, 0.0, retry_after=10 * MAX_HOLD) == MAX_HOLD
+
+
+# --- 429: adaptive rate -----------------------------------------------------------------------
+
+
+def test_each_429_after_the_gap_lowers_the_rate_again_down_to_a_floor() -> None:
+    lim = limiter(per_second=10)
+    lim.on_throttled(KEY, 0.0)
+    assert lim.factor(KEY) == pytest.approx(0.7)
+    lim.on_throttled(KEY, 1.5)
+    assert lim.factor(KEY) == pytest.approx(0.49)
+    for i in range(20):
+        lim.on_throttled(KEY, 3.0 + 1.5 * i)
+    assert lim.factor(KEY) == F_MIN
+
+
+def test_the_lowered_rate_spaces_requests_wider() -> None:
+    lim = limiter(per_second=10)
+    lim.on_throttled(KEY, 0.0)
+    lim.on_throttled(KEY, 1.5)
+    sent = greedy(lim, 5, start=1.5)
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert gaps == pytest.approx([1 / (10 * 0.49)] * 4)
+
+
+def test_recovery_follows_the_cubic_curve() -> None:
+    """f(t) = W_max + (W_max - f0) * ((t - t0) / K - 1) ** 3, capped at the plan."""
+    lim = limiter(per_second=10, recovery=10.0)
+    lim.on_throttled(KEY, 100.0)
+    lim.on_success(KEY, 105.0)
+    assert lim.factor(KEY) == pytest.approx(1.0 - 0.3 * 0.5**3)
+    lim.on_success(KEY, 110.0)
+    assert lim.factor(KEY) == 1.0
+
+
+def test_recovery_is_gradual_and_never_goes_back_down() -> None:
+    lim = limiter(per_second=10, recovery=10.0)
+    lim.on_throttled(KEY, 0.0)
+    seen = []
+    for step in range(25):
+        lim.on_success(KEY, step * 0.5)
+        seen.append(lim.factor(KEY))
+    assert seen == sorted(seen)
+    assert seen[0] == pytest.approx(0.7)
+    assert 0.7 < seen[4] < seen[10] < 1.0
+    assert seen[-1] == 1.0
+
+
+def test_recovery_probes_beyond_the_rate_that_failed() -> None:
+    lim = limiter(per_second=10, recovery=10.0)
+    lim.on_throttled(KEY, 0.0)  # 1.0 -> 0.7
+    lim.on_throttled(KEY, 2.0)  # 0.7 -> 0.49
+    lim.on_success(KEY, 12.0)
+    assert lim.factor(KEY) == pytest.approx(0.7)
+    lim.on_success(KEY, 17.0)
+    assert lim.factor(KEY) == pytest.approx(0.7 + 0.21 * 0.5**3)
+
+
+def test_the_servers_announced_quota_caps_the_rate() -> None:
+    lim = limiter(per_second=10)
+    lim.on_throttled(KEY, 0.0, None, {"RateLimit-Policy": '"default";q=60;w=60'})
+    assert lim.factor(KEY) == pytest.approx(BETA * 0.1)  # 1/s announced against a 10/s plan
+
+
+def test_without_adaptive_the_rate_stays_but_holds_apply() -> None:
+    lim = limiter(per_second=10, adaptive=False)
+    assert lim.on_throttled(KEY, 0.0, retry_after=1.0) == 1.0
+    assert lim.factor(KEY) == 1.0
+    assert lim.acquire(KEY, 1.0) == 0.0
+    assert lim.acquire(KEY, 1.0) == pytest.approx(0.1)
+
+
+# --- headers -----------------------------------------------------------------------------------
+
+WALL = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "wall_now", "expected"),
+    [
+        ({"Retry-After": "3"}, None, LimitHeaders(retry_after=3.0)),
+        ({"retry-after": "0.5"}, None, LimitHeaders(retry_after=0.5)),
+        ({"Retry-After": "Tue, 14 Nov 2023 22:13:40 GMT"}, WALL, LimitHeaders(retry_after=20.0)),
+        ({"Retry-After": "Tue, 14 Nov 2023 22:13:40 GMT"}, None, LimitHeaders()),
+        ({"RateLimit": '"default";r=0;t=30'}, None, LimitHeaders(remaining=0.0, reset=30.0)),
+        (
+            {"RateLimit": '"burst";r=5;t=1, "day";r=0;t=40'},
+            None,
+            LimitHeaders(remaining=0.0, reset=40.0),
+        ),
+        (
+            {"RateLimit": "limit=100, remaining=0, reset=7"},
+            None,
+            LimitHeaders(remaining=0.0, reset=7.0),
+        ),
+        (
+            {"RateLimit-Limit": "100", "RateLimit-Remaining": "0", "RateLimit-Reset": "12"},
+            None,
+            LimitHeaders(remaining=0.0, reset=12.0),
+        ),
+        (
+            {"RateLimit-Policy": '"permin";q=120;w=60, "perday";q=10000;w=86400'},
+            None,
+            LimitHeaders(rate=10_000 / 86_400),
+        ),
+        ({"RateLimit-Policy": "100;w=60"}, None, LimitHeaders(rate=100 / 60)),
+        ({"RateLimit-Limit": "10, 10;w=1, 50;w=60"}, None, LimitHeaders(rate=50 / 60)),
+        ({"RateLimit-Policy": '"b";q=1000;qu="content-bytes";w=1'}, None, LimitHeaders()),
+        (
+            {"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "25"},
+            None,
+            LimitHeaders(remaining=0.0, reset=25.0),
+        ),
+        (
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(WALL) + 30)},
+            WALL,
+            LimitHeaders(remaining=0.0, reset=30.0),
+        ),
+        (
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(WALL) + 30)},
+            None,
+            LimitHeaders(remaining=0.0),
+        ),
+        (
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(WALL * 1000) + 1500)},
+            WALL,
+            LimitHeaders(remaining=0.0, reset=1.5),
+        ),
+        ({"X-RateLimit-Reset": "9"}, None, LimitHeaders(reset=9.0)),
+        (
+            {"X-RateLimit-Remaining": "4", "X-RateLimit-Reset": "9"},
+            None,
+            LimitHeaders(remaining=4.0),
+        ),
+        (
+            {
+                "RateLimit": ';;,,"',
+                "RateLimit-Policy": "q=abc;w=0",
+                "X-RateLimit-Reset": "-5",
+                "Retry-After": "soon",
+            },
+            None,
+            LimitHeaders(),
+        ),
+    ],
+)
+def test_read_limit_headers(
+    headers: dict[str, str], wall_now: float | None, expected: LimitHeaders
+) -> None:
+    assert read_limit_headers(headers, wall_now) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "Retry-After",
+                "RateLimit",
+                "RateLimit-Policy",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ]
+        ),
+        st.text(alphabet=st.sampled_from('0123456789.;,="abqrtw -e+'), max_size=30),
+    ),
+    st.one_of(st.none(), st.floats(min_value=0, max_value=4e9)),
+)
+def test_any_header_values_are_read_without_raising(
+    headers: dict[str, str], wall_now: float | None
+) -> None:
+    info = read_limit_headers(headers, wall_now)
+    for value in (info.retry_after, info.remaining, info.reset, info.rate):
+        assert value is None or (math.isfinite(value) and value >= 0)
+    lim = limiter(per_second=10)
+    assert 0.0 <= lim.on_throttled(KEY, 0.0, None, headers, wall_now=wall_now) <= MAX_HOLD
+
+
+# --- through Redis ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with running_redis() as server:
+        yield server.url
+
+
+def test_limiters_in_two_processes_share_slots_and_holds_through_redis(redis_url: str) -> None:
+    key = f"key-{uuid.uuid4().hex}"
+    config = RateLimit(per_second=10, key=key)
+    here = config.new_limiter(RedisStore(redis_url))
+    there = config.new_limiter(RedisStore(redis_url))
+    assert here.acquire(key, 0.0) == 0.0
+    # "there" runs on another machine: its monotonic clock means nothing here
+    assert there.acquire(key, 5e5) == pytest.approx(0.1, abs=0.03)
+    here.on_throttled(key, 1.0, retry_after=2.0)
+    assert there.would_wait(key, 5e5) == pytest.approx(2.0, abs=0.03)

@@ -1,0 +1,162 @@
+"""Client-side pacing through the transports (``rate_limit=``)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import requests
+import responses
+
+import resilience
+from resilience import RateLimit, RateLimited
+from tests.conftest import AsyncRecordingSleep, RecordingSleep
+
+URL = "https://api.example/v1/me"
+
+
+def _ok_counter(sent: list[httpx.Request]) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    return httpx.MockTransport(answer)
+
+
+def test_second_call_waits_for_its_slot(sleep: RecordingSleep) -> None:
+    sent: list[httpx.Request] = []
+    transport = resilience.ResilientTransport(
+        _ok_counter(sent), rate_limit=RateLimit(per_second=10), sleep=sleep
+    )
+    client = httpx.Client(transport=transport)
+    client.get(URL)
+    client.get(URL)
+    assert len(sent) == 2
+    assert len(sleep.calls) == 1
+    assert sleep.calls[0] == pytest.approx(0.1, abs=0.02)
+
+
+def test_a_wait_past_retry_after_max_fails_at_once_with_a_local_rate_limited(
+    sleep: RecordingSleep,
+) -> None:
+    sent: list[httpx.Request] = []
+    transport = resilience.ResilientTransport(
+        _ok_counter(sent), rate_limit=RateLimit(per_minute=1), retry_after_max=5, sleep=sleep
+    )
+    client = httpx.Client(transport=transport)
+    client.get(URL)
+    with pytest.raises(RateLimited) as caught:
+        client.get(URL)
+    assert caught.value.code == "local_rate_limit"
+    assert caught.value.response is None
+    assert isinstance(caught.value, httpx.TransportError)
+    assert caught.value.classification.retry_after == pytest.approx(60, abs=1)
+    assert len(sent) == 1
+    assert sleep.calls == []
+
+
+def test_a_wait_past_the_deadline_fails_at_once(sleep: RecordingSleep) -> None:
+    sent: list[httpx.Request] = []
+    transport = resilience.ResilientTransport(
+        _ok_counter(sent), rate_limit=RateLimit(per_second=1), deadline=0.5, sleep=sleep
+    )
+    client = httpx.Client(transport=transport)
+    client.get(URL)
+    with pytest.raises(RateLimited):
+        client.get(URL)
+    assert len(sent) == 1
+
+
+def test_a_429_holds_the_next_call_for_its_retry_after(sleep: RecordingSleep) -> None:
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0.5"})])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200))
+
+    transport = resilience.ResilientTransport(
+        httpx.MockTransport(answer),
+        rate_limit=RateLimit(per_second=1000, burst=100),
+        max_attempts=1,
+        sleep=sleep,
+    )
+    client = httpx.Client(transport=transport)
+    assert client.get(URL).status_code == 429
+    assert client.get(URL).status_code == 200
+    assert len(sleep.calls) == 1
+    assert sleep.calls[0] == pytest.approx(0.5, abs=0.05)
+
+
+def test_limits_are_per_host_unless_a_key_is_given(sleep: RecordingSleep) -> None:
+    sent: list[httpx.Request] = []
+    transport = resilience.ResilientTransport(
+        _ok_counter(sent), rate_limit=RateLimit(per_minute=1), sleep=sleep
+    )
+    client = httpx.Client(transport=transport)
+    client.get("https://a.example/")
+    client.get("https://b.example/")
+    assert len(sent) == 2
+    shared = resilience.ResilientTransport(
+        _ok_counter(sent),
+        rate_limit=RateLimit(per_minute=1, key="api-key-1"),
+        retry_after_max=5,
+        sleep=sleep,
+    )
+    client = httpx.Client(transport=shared)
+    client.get("https://a.example/")
+    with pytest.raises(RateLimited):
+        client.get("https://b.example/")
+
+
+async def test_async_transport_paces_and_refuses_alike(async_sleep: AsyncRecordingSleep) -> None:
+    sent: list[httpx.Request] = []
+    transport = resilience.AsyncResilientTransport(
+        _ok_counter(sent), rate_limit=RateLimit(per_second=10), sleep=async_sleep
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        await client.get(URL)
+        await client.get(URL)
+    assert async_sleep.calls[0] == pytest.approx(0.1, abs=0.02)
+    refusing = resilience.AsyncResilientTransport(
+        _ok_counter(sent), rate_limit=RateLimit(per_minute=1), retry_after_max=1
+    )
+    async with httpx.AsyncClient(transport=refusing) as client:
+        await client.get(URL)
+        with pytest.raises(RateLimited):
+            await client.get(URL)
+
+
+def test_requests_adapter_refuses_with_an_error_that_is_a_connection_error(
+    sleep: RecordingSleep,
+) -> None:
+    with responses.RequestsMock() as mocked, requests.Session() as session:
+        mocked.add("GET", URL, status=200)
+        session.mount(
+            "https://",
+            resilience.ResilientAdapter(
+                rate_limit=RateLimit(per_minute=1), retry_after_max=1, sleep=sleep
+            ),
+        )
+        session.get(URL)
+        with pytest.raises(requests.ConnectionError) as caught:
+            session.get(URL)
+        assert isinstance(caught.value, RateLimited)
+        assert len(mocked.calls) == 1
+
+
+def test_a_retry_the_limit_cannot_pace_in_time_returns_the_last_answer(
+    sleep: RecordingSleep,
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    transport = resilience.ResilientTransport(
+        httpx.MockTransport(answer),
+        rate_limit=RateLimit(per_minute=1),
+        retry_after_max=1,
+        retry_budget=None,
+        sleep=sleep,
+    )
+    response = httpx.Client(transport=transport).get(URL)
+    assert response.status_code == 503
+    history = resilience.attempts(response)
+    assert len(history) == 1
+    assert history[0].outcome.startswith("local rate limit")

@@ -1,0 +1,371 @@
+"""The stores behave alike in memory and in a real Redis; a Redis failure never fails a call."""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+from resilience.stores import Bucket, MemoryStore, RedisStore, Store
+from tests._redis import free_port, running_redis
+
+# Waits measured by Redis shrink by the time that passes between calls (its clock
+# is real); a small tolerance below the exact value absorbs it.
+REDIS_TOLERANCE = 0.03
+
+
+class FakeClock:
+    """Monotonic seconds that move only when told."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.value = start
+
+    def now(self) -> float:
+        return self.value
+
+    def advance(self, seconds: float) -> None:
+        self.value += seconds
+
+
+class RealClock:
+    """The real monotonic clock: a Redis store keeps time with the server's clock."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def advance(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass
+class Case:
+    store: Store
+    clock: FakeClock | RealClock
+    tolerance: float
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def take(self, buckets: list[Bucket], cost: float = 1.0, max_wait: float = math.inf) -> float:
+        return self.store.take(buckets, cost, self.now(), max_wait)
+
+    def about(self, expected: float) -> object:
+        """``expected``, or up to ``tolerance`` less (time passes on a real clock)."""
+        return pytest.approx(expected - self.tolerance / 2, abs=self.tolerance / 2 + 1e-9)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with running_redis() as server:
+        yield server.url
+
+
+@pytest.fixture(params=["memory", "redis"])
+def case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    if request.param == "memory":
+        yield Case(MemoryStore(), FakeClock(), 0.0)
+        return
+    url = request.getfixturevalue("redis_url")
+    store = RedisStore(url, prefix=f"test:{uuid.uuid4().hex}:")
+    yield Case(store, RealClock(), REDIS_TOLERANCE)
+    store.close()
+
+
+# --- buckets ---------------------------------------------------------------------------
+
+
+def test_a_full_bucket_lets_its_capacity_through_then_paces(case: Case) -> None:
+    bucket = Bucket("b", rate=10.0, capacity=3.0)
+    waits = [case.take([bucket]) for _ in range(5)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3] == case.about(0.1)
+    assert waits[4] == case.about(0.2)
+
+
+def test_a_refused_take_changes_nothing(case: Case) -> None:
+    bucket = Bucket("b", rate=10.0, capacity=1.0)
+    assert case.take([bucket]) == 0.0
+    assert case.take([bucket], max_wait=0.05) == case.about(0.1)  # refused
+    assert case.take([bucket]) == case.about(0.1)  # the slot refused is still free
+
+
+def test_a_negative_max_wait_only_measures(case: Case) -> None:
+    bucket = Bucket("b", rate=10.0, capacity=2.0)
+    assert case.take([bucket], max_wait=-1.0) == 0.0
+    assert case.take([bucket], max_wait=-1.0) == 0.0
+    assert [case.take([bucket]) for _ in range(2)] == [0.0, 0.0]
+
+
+def test_buckets_are_taken_all_or_none(case: Case) -> None:
+    fast = Bucket("fast", rate=100.0, capacity=5.0)
+    slow = Bucket("slow", rate=1.0, capacity=1.0)
+    assert case.take([fast, slow]) == 0.0
+    assert case.take([fast, slow], max_wait=0.5) == case.about(1.0)  # refused by "slow"
+    assert [case.take([fast]) for _ in range(4)] == [0.0] * 4  # "fast" lost one token only
+
+
+def test_the_slowest_bucket_sets_the_wait(case: Case) -> None:
+    fast = Bucket("fast", rate=100.0, capacity=1.0)
+    slow = Bucket("slow", rate=2.0, capacity=1.0)
+    case.take([fast, slow])
+    assert case.take([fast, slow]) == case.about(0.5)
+
+
+def test_a_cost_above_the_capacity_goes_at_once_then_spaces_by_the_cost(case: Case) -> None:
+    bucket = Bucket("b", rate=10.0, capacity=1.0)
+    waits = [case.take([bucket], cost=2.0) for _ in range(3)]
+    assert waits[0] == 0.0
+    assert waits[1] == case.about(0.2)
+    assert waits[2] == case.about(0.4)
+
+
+def test_tokens_come_back_at_the_rate_up_to_the_capacity(case: Case) -> None:
+    bucket = Bucket("b", rate=50.0, capacity=2.0)
+    assert [case.take([bucket]) for _ in range(2)] == [0.0, 0.0]
+    case.clock.advance(0.1)  # 5 tokens' worth, but the bucket holds 2
+    assert [case.take([bucket]) for _ in range(2)] == [0.0, 0.0]
+    assert case.take([bucket]) == case.about(0.02)
+
+
+def test_a_hold_delays_the_next_slot_then_grants_one_at_a_time(case: Case) -> None:
+    bucket = Bucket("b", rate=100.0, capacity=5.0)
+    case.store.hold([bucket], 0.3, case.now())
+    assert case.take([bucket]) == case.about(0.3)
+    assert case.take([bucket]) == case.about(0.31)  # no burst after a hold
+
+
+def test_a_hold_leaves_room_for_one_request_of_its_cost(case: Case) -> None:
+    bucket = Bucket("b", rate=10.0, capacity=5.0)
+    case.store.hold([bucket], 0.3, case.now(), cost=2.0)
+    assert case.take([bucket], cost=2.0) == case.about(0.3)
+    assert case.take([bucket], cost=2.0) == case.about(0.5)
+
+
+def test_a_hold_never_shortens_a_longer_wait(case: Case) -> None:
+    bucket = Bucket("b", rate=1.0, capacity=1.0)
+    assert case.take([bucket]) == 0.0
+    assert case.take([bucket]) == case.about(1.0)  # a slot given for one second from now
+    case.store.hold([bucket], 0.2, case.now())
+    assert case.take([bucket]) == case.about(2.0)
+
+
+def test_holds_do_not_add_up(case: Case) -> None:
+    bucket = Bucket("b", rate=100.0, capacity=1.0)
+    for _ in range(3):
+        case.store.hold([bucket], 0.3, case.now())
+    assert case.take([bucket]) == case.about(0.3)
+
+
+def test_concurrent_takes_never_grant_more_than_the_bucket_holds(case: Case) -> None:
+    bucket = Bucket("b", rate=1e-6, capacity=100.0)
+    granted: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(40):
+            wait = case.take([bucket], max_wait=0.0)
+            if wait == 0.0:
+                with lock:
+                    granted.append(wait)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(granted) == 100
+
+
+def test_bad_arguments_are_value_errors() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        Bucket("b", rate=0.0, capacity=1.0)
+    with pytest.raises(ValueError, match="capacity"):
+        Bucket("b", rate=1.0, capacity=math.inf)
+    with pytest.raises(TypeError, match="rate"):
+        Bucket("b", rate=True, capacity=1.0)
+    store = MemoryStore()
+    with pytest.raises(ValueError, match="cost"):
+        store.take([Bucket("b", 1.0, 1.0)], -1.0, 0.0)
+    with pytest.raises(ValueError, match="ttl"):
+        store.set("k", 1.0, 0.0, 0.0)
+
+
+# --- values ----------------------------------------------------------------------------
+
+
+def test_a_value_lives_for_its_ttl(case: Case) -> None:
+    assert case.store.get("v", case.now()) is None
+    case.store.set("v", 1.5, 0.05, case.now())
+    assert case.store.get("v", case.now()) == 1.5
+    case.clock.advance(0.07)
+    assert case.store.get("v", case.now()) is None
+
+
+def test_incr_starts_from_initial_and_stays_within_bounds(case: Case) -> None:
+    def incr(amount: float) -> float:
+        return case.store.incr("c", amount, 10.0, case.now(), initial=10.0, low=0.0, high=10.0)
+
+    assert incr(-1.0) == 9.0
+    assert incr(5.0) == 10.0
+    assert incr(-20.0) == 0.0
+    assert incr(0.25) == 0.25
+
+
+def test_incr_starts_again_after_its_ttl(case: Case) -> None:
+    assert case.store.incr("c", 1.0, 0.05, case.now()) == 1.0
+    assert case.store.incr("c", 1.0, 0.05, case.now()) == 2.0
+    case.clock.advance(0.07)
+    assert case.store.incr("c", 1.0, 0.05, case.now()) == 1.0
+
+
+def test_stores_satisfy_the_protocol(redis_url: str) -> None:
+    assert isinstance(MemoryStore(), Store)
+    store = RedisStore(redis_url)
+    assert isinstance(store, Store)
+    store.close()
+
+
+# --- nothing grows without bound -------------------------------------------------------
+
+
+def test_memory_forgets_full_buckets_and_expired_values() -> None:
+    store = MemoryStore()
+    buckets = [Bucket(f"b{i}", rate=10.0, capacity=2.0) for i in range(300)]
+    for bucket in buckets:
+        store.take([bucket], 1.0, 0.0)
+    store.set("v", 1.0, 5.0, 0.0)
+    store.incr("c", 1.0, 5.0, 0.0)
+    assert store.purge(0.0) == 302
+    assert store.purge(0.2) == 2  # every bucket full again, so forgotten
+    assert store.purge(5.0) == 0
+
+
+def test_memory_sweeps_as_it_goes() -> None:
+    store = MemoryStore()
+    for i in range(2000):
+        store.take([Bucket(f"b{i}", rate=1000.0, capacity=1.0)], 1.0, float(i))
+    assert len(store) < 300
+
+
+def test_every_redis_key_has_an_expiry(redis_url: str) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    store = RedisStore(redis_url, prefix=prefix)
+    store.take([Bucket("{k}:1", 10.0, 5.0), Bucket("{k}:60", 2.0, 5.0)], 1.0, 0.0)
+    store.hold([Bucket("{h}:1", 10.0, 5.0)], 3.0, 0.0)
+    store.set("v", 1.0, 30.0, 0.0)
+    store.incr("c", 1.0, 30.0, 0.0)
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    assert len(keys) == 5
+    assert all(0 < client.pttl(key) <= 30_000 for key in keys)
+    # a bucket expires when it would be full again: 5 tokens at 2/s after taking 1
+    assert client.pttl(prefix + "{k}:60") <= 501
+    client.close()
+    store.close()
+
+
+# --- Redis specifics --------------------------------------------------------------------
+
+
+def test_redis_measures_time_with_the_servers_clock(redis_url: str) -> None:
+    """Two machines whose monotonic clocks differ by years still share one bucket."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    here, there = RedisStore(redis_url, prefix=prefix), RedisStore(redis_url, prefix=prefix)
+    bucket = Bucket("b", rate=10.0, capacity=1.0)
+    assert here.take([bucket], 1.0, 5.0) == 0.0
+    assert there.take([bucket], 1.0, 1e9) == pytest.approx(0.1, abs=REDIS_TOLERANCE)
+    here.close()
+    there.close()
+
+
+def test_redis_reloads_scripts_it_lost(redis_url: str) -> None:
+    store = RedisStore(redis_url, prefix=f"test:{uuid.uuid4().hex}:")
+    bucket = Bucket("b", rate=10.0, capacity=1.0)
+    assert store.take([bucket], 1.0, 0.0) == 0.0
+    client = redis.Redis.from_url(redis_url)
+    client.script_flush()
+    client.close()
+    assert store.take([bucket], 1.0, 0.0) == pytest.approx(0.1, abs=REDIS_TOLERANCE)
+    assert not store.degraded
+    store.close()
+
+
+def test_redis_accepts_a_ready_client(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    store = RedisStore(client, prefix=f"test:{uuid.uuid4().hex}:")
+    assert store.take([Bucket("b", 10.0, 1.0)], 1.0, 0.0) == 0.0
+    store.set("v", 2.5, 10.0, 0.0)
+    assert store.get("v", 0.0) == 2.5
+    assert store.incr("c", 1.5, 10.0, 0.0) == 1.5
+    store.close()  # not ours: the client stays open
+    assert client.ping()
+    client.close()
+
+
+def test_redis_down_calls_still_complete_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", retry_interval=5.0)
+    bucket = Bucket("b", rate=10.0, capacity=2.0)
+    caplog.set_level(logging.INFO, logger="resilience")
+    started = time.monotonic()
+
+    assert [store.take([bucket], 1.0, 0.0) for _ in range(3)] == [0.0, 0.0, 0.1]
+    store.set("v", 1.0, 10.0, 0.0)
+    assert store.get("v", 0.0) == 1.0
+    assert store.incr("c", 1.0, 10.0, 0.0) == 1.0
+    store.hold([bucket], 1.0, 0.0)
+    assert store.degraded
+    store.take([bucket], 1.0, 6.0)  # past retry_interval: Redis is tried again, still down
+
+    assert time.monotonic() - started < 2.0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].name == "resilience"
+    assert f"127.0.0.1:{port}" in warnings[0].getMessage()
+
+    with running_redis(port=port):
+        assert store.take([bucket], 1.0, 20.0) == 0.0  # back on Redis, a fresh bucket
+        assert not store.degraded
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
+    store.close()
+
+
+def test_redis_killed_mid_use_falls_back_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="resilience")
+    with running_redis() as server:
+        store = RedisStore(server.url)
+        bucket = Bucket("b", rate=1000.0, capacity=1.0)
+        store.take([bucket], 1.0, 0.0)
+        server.stop()
+        started = time.monotonic()
+        waits = [store.take([bucket], 1.0, 0.0) for _ in range(50)]
+        assert time.monotonic() - started < 1.0
+    assert waits[0] == 0.0
+    assert waits[-1] == pytest.approx(0.049)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    store.close()
+
+
+def test_the_warning_shows_no_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="resilience")
+    store = RedisStore(f"redis://user:s3cr3t-pw@127.0.0.1:{free_port()}/2")
+    store.get("v", 0.0)
+    assert caplog.records
+    assert all("s3cr3t" not in r.getMessage() for r in caplog.records)
+    store.close()
+
+
+def test_importing_the_stores_does_not_import_redis() -> None:
+    code = "import sys, resilience.stores; assert 'redis' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
