@@ -21,10 +21,18 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["BreakerState", "CircuitBreaker"]
+__all__ = ["BreakerState", "CircuitBreaker", "Circuits"]
 
 _BUCKETS = 10
+
+
+class Circuits(Protocol):
+    """What the retry flow asks of a circuit breaker (in memory or in a shared store)."""
+
+    def allow(self, key: tuple[str | None, str | None], now: float) -> bool: ...
+    def record(self, key: tuple[str | None, str | None], failed: bool, now: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

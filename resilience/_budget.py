@@ -18,8 +18,17 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["BudgetState", "RetryBudget"]
+__all__ = ["Budget", "BudgetState", "RetryBudget"]
+
+
+class Budget(Protocol):
+    """What the engine asks of a retry budget (in memory or in a shared store)."""
+
+    def record_failure(self) -> None: ...
+    def record_success(self) -> None: ...
+    def allows_retry(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from resilience._backoff import Uniform, jittered, nominal
-from resilience._budget import BudgetState
+from resilience._budget import Budget
 from resilience._classification import Category, Classification
 from resilience._policy import Policy
 
@@ -177,7 +177,7 @@ class CallState:
         region: str | None = None,
         replayable: bool = True,
         idempotent: Callable[[], bool] | None = None,
-        budget: BudgetState | None = None,
+        budget: Budget | None = None,
         uniform: Uniform = random.uniform,
     ) -> None:
         self.policy = policy

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from resilience._breaker import BreakerState
-from resilience._budget import BudgetState
+from resilience._breaker import Circuits
+from resilience._budget import Budget
 from resilience._classification import Category, Classification
 from resilience._classifier import Classifier
 from resilience._engine import UNSAFE_METHODS, Action, Attempt, CallState, ErrorKind, RetryEvent
@@ -26,6 +26,7 @@ from resilience._policy import Policy
 from resilience._rate_limit import RateLimiter
 from resilience._redact import redact_url
 from resilience._response import ResponseView
+from resilience._shared import SharedBreakerState, SharedBudgetState
 from resilience.errors import CircuitOpen, RateLimited, ResilienceError
 from resilience.regions import JsonField, RegionLocator
 
@@ -182,12 +183,21 @@ class Core:
     ) -> None:
         self.policy = policy
         self.classifier = Classifier(policy.vendor, policy.vendor_hosts, policy.detectors)
-        self.budget: BudgetState | None = (
-            policy.retry_budget.new_state() if policy.retry_budget is not None else None
-        )
-        self.breaker: BreakerState | None = (
-            policy.circuit_breaker.new_state() if policy.circuit_breaker is not None else None
-        )
+        store = policy.store
+        self.budget: Budget | None = None
+        if policy.retry_budget is not None:
+            self.budget = (
+                policy.retry_budget.new_state()
+                if store is None
+                else SharedBudgetState(policy.retry_budget, store)
+            )
+        self.breaker: Circuits | None = None
+        if policy.circuit_breaker is not None:
+            self.breaker = (
+                policy.circuit_breaker.new_state()
+                if store is None
+                else SharedBreakerState(policy.circuit_breaker, store)
+            )
         self.limiter: RateLimiter | None = (
             policy.rate_limit.new_limiter(policy.store) if policy.rate_limit is not None else None
         )

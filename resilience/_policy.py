@@ -71,8 +71,12 @@ class Policy:
             ``True`` for the default one; ``None`` (default): no breaker.
         rate_limit: client-side pacing (:class:`RateLimit`) per host or per
             ``RateLimit.key``, adaptive on 429; ``None`` (default): no pacing.
-        store: where the rate limiter keeps its buckets (``None``: in memory,
-            one process; :class:`resilience.stores.RedisStore` for a fleet).
+        store: where the retry budget, the circuit breaker and the rate
+            limiter keep their state. ``None`` (default): in this transport's
+            memory. A store (``MemoryStore()`` shared by several transports, or
+            :class:`resilience.stores.RedisStore` for a fleet) shares them with
+            every transport using it; each attempt then costs a few store
+            operations (network round trips with Redis).
     """
 
     max_attempts: int = 4
