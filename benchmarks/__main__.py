@@ -3,9 +3,10 @@
 Runs every scenario on the embedded vendor simulator, prints markdown tables
 to stdout (progress to stderr) and writes the figures as JSON.
 
-    python -m benchmarks            # full run (a few minutes)
-    python -m benchmarks --quick    # under a minute
-    python -m benchmarks --profile  # cProfile of resilience's success path
+    python -m benchmarks              # full run (a few minutes)
+    python -m benchmarks --quick      # under a minute
+    python -m benchmarks --only fleet # one scenario (comma-separated names)
+    python -m benchmarks --profile    # cProfile of resilience's success path
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 from benchmarks._settings import FULL, QUICK, SIZES, Settings
 from benchmarks._timing import Progress
 
-SCENARIOS = ("success", "loopback", "faults", "outage", "scale")
+SCENARIOS = ("success", "loopback", "faults", "outage", "scale", "fleet")
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "latest.json"
 RESULTS_MD = HERE / "RESULTS.md"
@@ -43,6 +44,7 @@ def _versions() -> dict[str, str]:
         "httpx-retries",
         "tenacity",
         "stamina",
+        "redis",
     ):
         try:
             versions[name] = importlib.metadata.version(name)
@@ -71,6 +73,7 @@ def run(
 ) -> dict[str, Any]:
     """Run ``scenarios`` and return every figure (JSON-friendly)."""
     from benchmarks._faults import run_faults
+    from benchmarks._fleet import run_fleet
     from benchmarks._outage import run_outage
     from benchmarks._report import evaluate_targets
     from benchmarks._scale import run_scale
@@ -95,6 +98,9 @@ def run(
     if "scale" in scenarios:
         progress("benchmarks", "async scale")
         results["async_scale"] = run_scale(settings, progress, child_server=child_server)
+    if "fleet" in scenarios:
+        progress("benchmarks", "fleet: processes sharing one rate-limited API key")
+        results["fleet"] = run_fleet(settings, progress, child_server=child_server)
     meta = {
         "run": settings.name,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -30,6 +30,10 @@ def _ratio3(value: Any) -> str:
     return f"{value:.3f}x" if _ok(value) else "—"
 
 
+def _count(value: Any) -> str:
+    return f"{value:,}" if _ok(value) else "—"
+
+
 def _signed(value: Any, digits: int = 1) -> str:
     return f"{value:+,.{digits}f}" if _ok(value) else "—"
 
@@ -196,6 +200,54 @@ def scale_table(result: dict[str, Any]) -> str:
     )
 
 
+def fleet_table(result: dict[str, Any]) -> str:
+    """Fleet: per limiter, calls that succeed, 429s, load and wall time.
+
+    Every row is resilience, so none is set in bold.
+    """
+    rows = []
+    for row in result["rows"]:
+        if "skipped" in row:
+            rows.append(
+                [row["label"], f"`{row['settings']}`"] + ["—"] * 5 + [f"skipped: {row['skipped']}"]
+            )
+            continue
+        rows.append(
+            [
+                row["label"],
+                f"`{row['settings']}`",
+                f"{row['ok']:,}/{row['calls']:,}",
+                f"{row['received_429']:,}",
+                f"{row['requests']:,}",
+                _num(row["requests_per_call"], 3),
+                _num(row["wall_s"], 2),
+                "",
+            ]
+        )
+    return _table(
+        [
+            "contender",
+            "client-side limiter",
+            "logical calls OK",
+            "429s received",
+            "requests sent",
+            "requests/call",
+            "wall s",
+            "note",
+        ],
+        rows,
+        "llrrrrrl",
+    )
+
+
+def _fleet_heading(result: dict[str, Any]) -> str:
+    return (
+        f"{result['workers']} processes x {result['calls_per_worker']:,} calls, one API key, "
+        f"server limit {result['scaled']} ({result['window']} window per "
+        f"`{result['key_header']}`)"
+    )
+
+
 # -- targets --------------------------------------------------------------------------
 
 
@@ -317,6 +369,27 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
             _ratio3,
             lambda v: v <= 1.15,
         )
+    fleet = scenarios.get("fleet")
+    if fleet:
+        shared = _row(fleet, "shared")
+        unpaced = _row(fleet, "none")
+        value = [r.get("received_429") if r else None for r in (shared, unpaced)]
+        targets.append(
+            {
+                "target": (
+                    f"fleet: the shared limiter ({fleet['workers']} processes, one key) "
+                    "receives no more 429s than the fleet without a limiter"
+                ),
+                "limit": "none set (information)",
+                "measured": (
+                    f"shared {_count(value[0])} / no limiter {_count(value[1])} 429s"
+                    f" of {fleet['calls']:,} calls"
+                ),
+                "value": value,
+                "pass": None,
+                "info": True,
+            }
+        )
     scale = scenarios.get("async_scale")
     concurrency = f"{scale['concurrency']:,}" if scale else "1,000"
     ratio_target(
@@ -332,7 +405,10 @@ def targets_table(targets: list[dict[str, Any]]) -> str:
     """The targets with pass/fail."""
     rows = []
     for target in targets:
-        verdict = {True: "pass", False: "**fail**", None: "not run"}[target["pass"]]
+        if target.get("info"):
+            verdict = "information only"
+        else:
+            verdict = {True: "pass", False: "**fail**", None: "not run"}[target["pass"]]
         rows.append([target["target"], target["limit"], target["measured"], verdict])
     return _table(["target", "limit", "measured", "result"], rows, "llll")
 
@@ -380,6 +456,12 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"## Async scale: {s['concurrency']:,} concurrent GETs through one AsyncClient "
             f"({s['rounds']} rounds, median)\n\n{scale_table(s)}"
         )
+    if "fleet" in scenarios:
+        s = scenarios["fleet"]
+        parts.append(
+            f"## Fleet: {_fleet_heading(s)}; least possible wall {_num(s['floor_s'], 2)} s"
+            f"\n\n{fleet_table(s)}"
+        )
     parts.append(f"## Targets\n\n{targets_table(results['targets'])}")
     parts.append(
         "*added* and *x bare* are medians of the per-round differences and ratios to the "
@@ -398,6 +480,97 @@ def _share(part: Any, whole: Any) -> str:
 def _find(results: dict[str, Any], scenario: str, key: str, field: str) -> Any:
     row = _row(results["scenarios"].get(scenario), key)
     return row.get(field) if row else None
+
+
+def _fleet_section(s: dict[str, Any]) -> list[str]:
+    """The "Fleet" part of "How it compares"."""
+    unpaced = _row(s, "none")
+    shared = _row(s, "shared")
+    local = _row(s, "local")
+    skipped_shared = next(
+        (row["skipped"] for row in s["rows"] if row["key"] == "shared" and "skipped" in row),
+        None,
+    )
+    redis = (
+        f"redis-server {s['redis_server']} on loopback"
+        if s.get("redis_server")
+        else "a redis-server on loopback"
+    )
+    findings = []
+    if unpaced:
+        lost = unpaced["calls"] - unpaced["ok"]
+        findings.append(
+            f"Without a limiter the fleet finds the limit by hitting it: "
+            f"{unpaced['received_429']:,} 429s, {_num(unpaced['requests_per_call'], 3)} "
+            "requests per call; a refused worker comes back when its `Retry-After` says a "
+            "slot frees, together with the others refused at about the same time"
+            + (
+                f", and {lost:,} calls still ended in a 429 after 4 attempts."
+                if lost
+                else "; every call succeeded within its 4 attempts."
+            )
+        )
+    if shared:
+        findings.append(
+            "The shared limiter paces the whole fleet with one token bucket in Redis at the "
+            f"plan's rate: {shared['received_429']:,} 429s, "
+            f"{_num(shared['requests_per_call'], 3)} requests per call."
+            + (
+                f" Paced at exactly the limit, request n + {s['limit']:,} can still reach "
+                "the server a little less than a window after request n when the two take "
+                "different times to arrive; such a 429 holds every process through the "
+                "store for its `Retry-After` and lowers the rate for a while (the adaptive "
+                "decrease)."
+                if shared["received_429"]
+                else ""
+            )
+        )
+    elif skipped_shared:
+        findings.append(f"The shared limiter did not run: {skipped_shared}.")
+    if local:
+        findings.append(
+            f"Per-process limiters at 1/{s['workers']} of the plan each received "
+            f"{local['received_429']:,} 429s in {_num(local['wall_s'], 2)} s: they need no "
+            "Redis while the fleet's size is fixed and known, but a share is lost whenever "
+            "a process idles, and the plan must be divided again whenever the fleet grows "
+            "or shrinks."
+        )
+    if unpaced and shared:
+        findings.append(
+            f"Wall times: {_num(unpaced['wall_s'], 2)} s without a limiter, "
+            f"{_num(shared['wall_s'], 2)} s shared, against a least possible "
+            f"{_num(s['floor_s'], 2)} s. A limiter with burst 1 paces from the first call, "
+            f"so it leaves unused the empty first window ({s['limit']:,} calls) that the "
+            "unpaced fleet spends at once and the least possible time counts on; a larger "
+            "burst on top of the full rate would send more than the limit in that window."
+        )
+    return [
+        "### Fleet: processes sharing one rate-limited API key",
+        (
+            "8bitedge counts requests per API key, across every worker using it: 120 per "
+            f"minute on the plan its error page quotes. The simulator ({s['where']}) enforces "
+            f"that limit with a {s['window']} window per `{s['key_header']}` value, answering "
+            "429 `rate_limit_exceeded` with a `Retry-After` (the seconds until the window "
+            f"frees a slot) over it. {s['workers']} worker processes (multiprocessing, spawn) "
+            f"each make {s['calls_per_worker']:,} `GET /api/v1/me` calls one after the other "
+            "through `httpx.Client(transport=ResilientTransport(...))`, all with the same "
+            f"key: {s['calls']:,} calls. A minute is too long to wait for them, so time is "
+            f"scaled: {s['scaled']}, and the client-side plans alike. Every contender runs "
+            "the default policy (a 429 is retried after its `Retry-After`, 4 attempts in "
+            f"all) with `retry_budget=None`, so no retry is cut. The shared store is {redis}. "
+            "One run per contender, one after the other, on the machine described above."
+        ),
+        fleet_table(s),
+        (
+            "*429s received* and *requests sent* are the simulator's counts; *logical calls "
+            "OK* are the calls that ended 2xx after their retries; *wall s* runs from the "
+            "first call of the fleet to the last. The least possible wall time is "
+            f"{_num(s['floor_s'], 2)} s: the first {s['limit']:,} calls at once, the rest at "
+            "the limit. The issue sets no number for this scenario: these are reported, not "
+            "judged."
+        ),
+        " ".join(findings),
+    ]
 
 
 def render_results_md(results: dict[str, Any]) -> str:
@@ -635,6 +808,8 @@ def render_results_md(results: dict[str, Any]) -> str:
                 "own cost is a small share of it."
             ),
         ]
+    if "fleet" in scenarios:
+        sections += _fleet_section(scenarios["fleet"])
     sections += [
         "### Targets",
         targets_table(results["targets"]),

@@ -21,6 +21,8 @@ FORCELIST = frozenset({409, 420, 429, *range(500, 600)})
 RETRY_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})
 #: Gameye regions, in failover order.
 REGIONS = ("eu-west", "us-east")
+#: The fleet's server-side limit: 8bitedge's 120 requests per minute per API key.
+FLEET_LIMIT = 120
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,11 @@ class Settings:
         outage_defaults: also run ResilientTransport with every default (0.5 s backoff).
         scale_concurrency: concurrent GETs of the async scale scenario.
         scale_rounds: rounds of the async scale scenario.
+        fleet_workers: worker processes of the fleet scenario (one API key).
+        fleet_calls: calls per worker process in the fleet scenario.
+        fleet_limit: requests the simulator admits per key and window.
+        fleet_scale: seconds standing for the vendor's minute (``1.0``: 120/min
+            is enforced as 120/s).
         profile_calls: calls profiled by ``--profile``.
     """
 
@@ -53,6 +60,10 @@ class Settings:
     outage_defaults: bool
     scale_concurrency: int
     scale_rounds: int
+    fleet_workers: int
+    fleet_calls: int
+    fleet_limit: int
+    fleet_scale: float
     profile_calls: int = 20_000
 
     def as_dict(self) -> dict[str, Any]:
@@ -82,6 +93,10 @@ FULL = Settings(
     outage_defaults=True,
     scale_concurrency=1_000,
     scale_rounds=9,
+    fleet_workers=4,
+    fleet_calls=500,
+    fleet_limit=FLEET_LIMIT,
+    fleet_scale=1.0,
 )
 
 QUICK = Settings(
@@ -96,6 +111,10 @@ QUICK = Settings(
     outage_defaults=False,
     scale_concurrency=500,
     scale_rounds=3,
+    fleet_workers=4,
+    fleet_calls=100,
+    fleet_limit=FLEET_LIMIT,
+    fleet_scale=1.0,
 )
 
 TINY = Settings(
@@ -110,6 +129,11 @@ TINY = Settings(
     outage_defaults=False,
     scale_concurrency=50,
     scale_rounds=1,
+    # The smoke test: a limit small enough for 40 calls to meet it, in 0.1 s windows.
+    fleet_workers=2,
+    fleet_calls=20,
+    fleet_limit=10,
+    fleet_scale=0.1,
     profile_calls=500,
 )
 

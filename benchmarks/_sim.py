@@ -1,33 +1,90 @@
 """The embedded vendor simulator, in this process or in a child process.
 
-Throughput scenarios (success path over loopback, async scale) run the
-simulator in a child process, so that its server threads do not share this
+Throughput scenarios (success path over loopback, async scale, the fleet) run
+the simulator in a child process, so that its server threads do not share this
 process's GIL with the clients being measured. The fault mix and the outage
 script faults and read the simulator's records, so they run it here.
+
+A child simulator takes commands on its stdin, one JSON object per line
+(``{"op": "count_status", "status": 429}``), and answers each on its stdout
+(``{"ok": 12}``), so that a scenario can set a rate limit and read the counts
+of a simulator in another process (:meth:`Server.enforce_rate_limit`,
+:meth:`Server.count_status`, :meth:`Server.reset`). Closing its stdin stops it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from resilience.testing import VendorSimulator
 
 __all__ = ["Server", "served"]
 
-_CHILD = """
+#: Simulator methods a child runs on command.
+COMMANDS = ("count_status", "enforce_rate_limit", "reset")
+
+_CHILD = f"""
+import json
 import sys
 from resilience.testing import VendorSimulator
 with VendorSimulator(record=False) as sim:
     print(sim.url, flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:
+        command = json.loads(line)
+        op = command.pop("op")
+        try:
+            if op not in {COMMANDS!r}:
+                raise ValueError(f"unknown command {{op!r}}")
+            answer = {{"ok": getattr(sim, op)(**command)}}
+        except Exception as exc:
+            answer = {{"error": f"{{type(exc).__name__}}: {{exc}}"}}
+        print(json.dumps(answer), flush=True)
 """
 
 _START_TIMEOUT = 15.0
+
+Control = Callable[[str, dict[str, Any]], Any]
+"""Runs ``VendorSimulator.<op>(**kwargs)`` wherever the simulator lives."""
+
+
+def _local(sim: VendorSimulator) -> Control:
+    def control(op: str, kwargs: dict[str, Any]) -> Any:
+        if op not in COMMANDS:
+            raise ValueError(f"unknown command {op!r}")
+        return getattr(sim, op)(**kwargs)
+
+    return control
+
+
+def _piped(process: subprocess.Popen[str]) -> Control:
+    lock = threading.Lock()
+
+    def control(op: str, kwargs: dict[str, Any]) -> Any:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        with lock:
+            process.stdin.write(json.dumps({"op": op, **kwargs}) + "\n")
+            process.stdin.flush()
+            line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the simulator process ended (exit status {process.poll()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"simulator {op}: {answer['error']}")
+        return answer["ok"]
+
+    return control
+
+
+def _no_control(op: str, kwargs: dict[str, Any]) -> Any:
+    raise RuntimeError("this Server has no control over its simulator")
 
 
 @dataclass(frozen=True)
@@ -36,6 +93,30 @@ class Server:
 
     url: str
     where: str
+    control: Control = field(default=_no_control, repr=False, compare=False)
+
+    def enforce_rate_limit(
+        self,
+        limit: int | None,
+        per: float = 60.0,
+        *,
+        key_header: str = "Authorization",
+        window: str = "sliding",
+    ) -> None:
+        """``VendorSimulator.enforce_rate_limit``, wherever the simulator runs."""
+        self.control(
+            "enforce_rate_limit",
+            {"limit": limit, "per": per, "key_header": key_header, "window": window},
+        )
+
+    def count_status(self, status: int | None = None) -> int:
+        """``VendorSimulator.count_status``, wherever the simulator runs."""
+        count: int = self.control("count_status", {"status": status})
+        return count
+
+    def reset(self) -> None:
+        """``VendorSimulator.reset``, wherever the simulator runs."""
+        self.control("reset", {})
 
 
 def _read_url(process: subprocess.Popen[str]) -> str | None:
@@ -70,7 +151,7 @@ def served(*, child: bool = True) -> Iterator[Server]:
         try:
             url = _read_url(process)
             if url is not None:
-                yield Server(url, "child process")
+                yield Server(url, "child process", _piped(process))
                 return
         finally:
             with contextlib.suppress(OSError):
@@ -84,4 +165,4 @@ def served(*, child: bool = True) -> Iterator[Server]:
             if process.stdout is not None:
                 process.stdout.close()
     with VendorSimulator(record=False) as sim:
-        yield Server(sim.url, "in-process")
+        yield Server(sim.url, "in-process", _local(sim))

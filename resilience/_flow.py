@@ -84,7 +84,8 @@ class Send(Generic[Req]):
 
 @dataclass(slots=True)
 class Read(Generic[Resp]):
-    """Read at most 64 KiB of ``response``; reply with ``(response, body or None)``."""
+    """Read at most 64 KiB of ``response``; reply with ``(response, body or None)``,
+    or with the exception the read raised."""
 
     response: Resp
 
@@ -299,6 +300,7 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
     if paced:
         call.add_wait(paced)
     while True:
+        broken: BaseException | None = None
         if isinstance(outcome, BaseException):
             kind = wire.error_kind(outcome)
             if kind is None:
@@ -331,7 +333,13 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
                 wire.attach(response, tuple(call.attempts))
                 yield Done(response, None)
                 return
-            response, body = yield Read(response)
+            read = yield Read(response)
+            if isinstance(read, BaseException):
+                # The body broke off after the status arrived: the status alone
+                # decides; if that ends the call, the library's error does.
+                broken, body = read, None
+            else:
+                response, body = read
             view = wire.view(response, body, request)
             classification = core.classifier.classify_view(view, core.wall())
             if breaker is not None:
@@ -356,6 +364,10 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
                     _log.debug(
                         "%s %s: %s, giving up: %s", method, call.url, status, decision.reason
                     )
+                if broken is not None:
+                    yield Discard(response)
+                    yield Done(None, broken)
+                    return
                 wire.attach(response, tuple(call.attempts))
                 yield Done(response, None)
                 return
@@ -386,6 +398,8 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
             call.abandon(stop)
             if isinstance(outcome, BaseException):
                 yield Done(None, outcome)
+            elif broken is not None:
+                yield Done(None, broken)
             else:
                 wire.attach(response, tuple(call.attempts))
                 yield Done(response, None)
@@ -477,7 +491,10 @@ def drive(
             except Exception as exc:
                 result = exc
         elif type(command) is Read:
-            result = io.read(command.response)
+            try:
+                result = io.read(command.response)
+            except Exception as exc:
+                result = exc
         elif type(command) is Discard:
             io.discard(command.response)
         elif type(command) is Sleep:
@@ -510,7 +527,10 @@ async def drive_async(
             except Exception as exc:
                 result = exc
         elif type(command) is Read:
-            result = await io.read(command.response)
+            try:
+                result = await io.read(command.response)
+            except Exception as exc:
+                result = exc
         elif type(command) is Discard:
             await io.discard(command.response)
         elif type(command) is Sleep:

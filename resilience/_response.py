@@ -8,12 +8,13 @@ are already in memory: building a view never reads from the network.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["MAX_BODY", "ResponseView", "view_of"]
+__all__ = ["MAX_BODY", "ResponseView", "bounded_decode", "content_length", "view_of"]
 
 #: No more than this many bytes of a body are ever parsed (a vendor error
 #: envelope is a few hundred bytes; anything larger is not one).
@@ -52,6 +53,55 @@ class ResponseView:
     def json(self) -> Any:
         """Return the parsed body, or ``None`` when it is absent or not JSON."""
         return parse_json(self.body)
+
+
+def content_length(headers: Any) -> int | None:
+    """The ``Content-Length`` as an int, or ``None`` when absent or not 1*DIGIT.
+
+    ``str.isdigit`` alone would accept "²" or 5,000 digits, which ``int()``
+    then refuses: only ASCII digits, at most 19 of them, are a length.
+    """
+    value = headers.get("content-length")
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or len(value) > 19 or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
+# zlib window sizes: gzip container, zlib container, raw deflate.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def bounded_decode(raw: bytes, encoding: str | None) -> bytes | None:
+    """Undo ``Content-Encoding`` on ``raw``, never producing more than :data:`MAX_BODY` bytes.
+
+    A 49 KB gzip body can inflate to 50 MB: decompression stops at the cap.
+    Returns ``None`` when the result would be larger, the encoding is unknown
+    (``br``, ``zstd``, stacked codings) or the bytes do not decode; the caller
+    then classifies from the status, and the caller's own read of the body
+    meets the same error the library would raise anyway.
+    """
+    coding = (encoding or "identity").strip().lower()
+    if coding in ("", "identity"):
+        return raw if len(raw) <= MAX_BODY else None
+    wbits = _WBITS.get(coding)
+    if wbits is None:
+        return None
+    try:
+        decoder = zlib.decompressobj(wbits)
+        out = decoder.decompress(raw, MAX_BODY + 1)
+        if coding == "deflate" and not out and raw:
+            raise zlib.error("not zlib-wrapped")
+    except zlib.error:
+        if coding != "deflate":
+            return None
+        try:  # servers send raw deflate as "deflate" too
+            out = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, MAX_BODY + 1)
+        except zlib.error:
+            return None
+    return out if len(out) <= MAX_BODY else None
 
 
 def parse_json(body: bytes | None) -> Any:

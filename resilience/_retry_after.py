@@ -19,7 +19,7 @@ __all__ = ["parse_retry_after"]
 _log = logging.getLogger("resilience")
 
 # delay-seconds, leniently with a fraction: "120", "0.05", ".5".
-_SECONDS = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)\Z")
+_SECONDS = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")  # DIGIT is ASCII
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -42,7 +42,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if _SECONDS.match(text):
         seconds = float(text)
         return seconds if math.isfinite(seconds) else None
-    if text[0].isdigit() or text[0] in "+-.":
+    if text[0] in "0123456789+-.":
         _log.debug("ignoring unusable Retry-After %r", text[:64])
         return None
     try:

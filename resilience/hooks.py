@@ -20,7 +20,7 @@ import requests
 from resilience._classification import Category, Classification
 from resilience._classifier import Classifier
 from resilience._history import attempts
-from resilience._response import MAX_BODY, ResponseView
+from resilience._response import MAX_BODY, ResponseView, content_length
 from resilience.detectors import Detector
 from resilience.errors import raise_for
 
@@ -69,10 +69,10 @@ class _Judge:
         # A body of unknown length is not read here: it may be huge, or a
         # stream the caller means to consume. The status then decides (behind
         # a resilient transport, its bounded read has already classified it).
-        length = headers.get("content-length")
-        if length is None:
+        if headers.get("content-length") is None:
             return any_length
-        return length.isdigit() and int(length) <= MAX_BODY
+        length = content_length(headers)
+        return length is not None and length <= MAX_BODY
 
     def classify(
         self,

@@ -26,7 +26,7 @@ from resilience._flow import (
     refuse_coroutine_functions,
 )
 from resilience._policy import Policy
-from resilience._response import MAX_BODY, ResponseView
+from resilience._response import MAX_BODY, ResponseView, bounded_decode, content_length
 from resilience.errors import ResilienceError, mixed_class
 from resilience.regions import RequestParts
 
@@ -139,14 +139,6 @@ class _HttpxWire:
 _WIRE = _HttpxWire()
 
 
-def _known_small(response: httpx.Response) -> bool | None:
-    """True: Content-Length <= 64 KiB; False: larger; None: not given."""
-    length = response.headers.get("content-length")
-    if length is None or not length.isdigit():
-        return None
-    return int(length) <= MAX_BODY
-
-
 class _ChainedStream(httpx.SyncByteStream):
     """The chunks already read, then the rest of the original stream."""
 
@@ -188,9 +180,11 @@ def _replacement(response: httpx.Response, stream: Any) -> httpx.Response:
     )
 
 
-def _decoded(response: httpx.Response) -> bytes | None:
-    content = response.content
-    return content if len(content) <= MAX_BODY else None
+def _whole(response: httpx.Response, head: list[bytes]) -> tuple[httpx.Response, bytes | None]:
+    """The response rebuilt over the raw bytes read, and their bounded decoding."""
+    raw = b"".join(head)
+    body = bounded_decode(raw, response.headers.get("content-encoding"))
+    return _replacement(response, httpx.ByteStream(raw)), body
 
 
 class _SyncIO:
@@ -203,32 +197,31 @@ class _SyncIO:
         return self._transport.handle_request(request)
 
     def read(self, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
-        small = _known_small(response)
-        try:
-            if small:
-                response.read()
-                return response, _decoded(response)
-            if small is False:
-                return response, None
-            head: list[bytes] = []
-            size = 0
-            stream = response.stream
-            assert isinstance(stream, httpx.SyncByteStream)
-            chunks = iter(stream)
-            for chunk in chunks:
-                head.append(chunk)
-                size += len(chunk)
-                if size > MAX_BODY:
-                    return _replacement(response, _ChainedStream(head, chunks, stream)), None
-            stream.close()
-            whole = _replacement(response, httpx.ByteStream(b"".join(head)))
-            whole.read()
-            return whole, _decoded(whole)
-        except httpx.HTTPError:
+        # Raw bytes only, at most 64 KiB of them: decoding is bounded apart, so
+        # a small compressed body cannot inflate here. A failed read raises,
+        # and the flow treats it as the network error it is.
+        length = content_length(response.headers)
+        if length is not None and length > MAX_BODY:
             return response, None
+        head: list[bytes] = []
+        size = 0
+        stream = response.stream
+        assert isinstance(stream, httpx.SyncByteStream)
+        chunks = iter(stream)
+        for chunk in chunks:
+            head.append(chunk)
+            size += len(chunk)
+            if size > MAX_BODY:
+                return _replacement(response, _ChainedStream(head, chunks, stream)), None
+        stream.close()
+        return _whole(response, head)
 
     def discard(self, response: httpx.Response) -> None:
-        response.close()
+        # A body already held in memory ties up no connection: leave it
+        # readable, in case the call ends up returning this response after all
+        # (a retry the circuit breaker or the rate limit then refuses).
+        if not isinstance(response.stream, httpx.ByteStream):
+            response.close()
 
 
 class _AsyncIO:
@@ -241,32 +234,25 @@ class _AsyncIO:
         return await self._transport.handle_async_request(request)
 
     async def read(self, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
-        small = _known_small(response)
-        try:
-            if small:
-                await response.aread()
-                return response, _decoded(response)
-            if small is False:
-                return response, None
-            head: list[bytes] = []
-            size = 0
-            stream = response.stream
-            assert isinstance(stream, httpx.AsyncByteStream)
-            chunks = stream.__aiter__()
-            async for chunk in chunks:
-                head.append(chunk)
-                size += len(chunk)
-                if size > MAX_BODY:
-                    return _replacement(response, _AsyncChainedStream(head, chunks, stream)), None
-            await stream.aclose()
-            whole = _replacement(response, httpx.ByteStream(b"".join(head)))
-            await whole.aread()
-            return whole, _decoded(whole)
-        except httpx.HTTPError:
+        length = content_length(response.headers)  # see _SyncIO.read
+        if length is not None and length > MAX_BODY:
             return response, None
+        head: list[bytes] = []
+        size = 0
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        chunks = stream.__aiter__()
+        async for chunk in chunks:
+            head.append(chunk)
+            size += len(chunk)
+            if size > MAX_BODY:
+                return _replacement(response, _AsyncChainedStream(head, chunks, stream)), None
+        await stream.aclose()
+        return _whole(response, head)
 
     async def discard(self, response: httpx.Response) -> None:
-        await response.aclose()
+        if not isinstance(response.stream, httpx.ByteStream):  # see _SyncIO.discard
+            await response.aclose()
 
 
 class ResilientTransport(httpx.BaseTransport):

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -28,7 +29,7 @@ from resilience._classification import Classification
 from resilience._engine import ErrorKind
 from resilience._flow import Core, History, call_flow, drive, refuse_coroutine_functions
 from resilience._policy import Policy
-from resilience._response import MAX_BODY, ResponseView
+from resilience._response import MAX_BODY, ResponseView, content_length
 from resilience.errors import ResilienceError, mixed_class
 from resilience.regions import RequestParts
 
@@ -201,27 +202,27 @@ class _RequestsIO:
         return HTTPAdapter.send(self._adapter, request, **self._kwargs)
 
     def read(self, response: requests.Response) -> tuple[requests.Response, bytes | None]:
-        length = response.headers.get("content-length")
+        # At most 64 KiB, decoded: urllib3 bounds a decoded read(amt), so a
+        # small compressed body cannot inflate here. A failed read raises the
+        # error requests itself would raise, and the flow treats it as such.
+        length = content_length(response.headers)
+        if length is not None and length > MAX_BODY:
+            return response, None
+        raw = response.raw
         try:
-            if length is not None and length.isdigit():
-                if int(length) > MAX_BODY:
-                    return response, None
-                content = response.content
-                return response, content if len(content) <= MAX_BODY else None
-            raw = response.raw
-            head = raw.read(MAX_BODY + 1, decode_content=True)
-            if len(head) <= MAX_BODY:
-                response._content = head
-                response._content_consumed = True  # type: ignore[attr-defined]
-                return response, head
-            response.raw = _PrefixedRaw(head, raw)
-            return response, None
-        except (requests.RequestException, OSError, ValueError):
-            return response, None
-        except Exception:
-            # urllib3 errors surface unwrapped from raw.read(): the body is
-            # unusable, so the status alone decides.
-            return response, None
+            head = bytes(raw.read(MAX_BODY + 1, decode_content=True))
+        except urllib3.exceptions.DecodeError as exc:
+            raise requests.exceptions.ContentDecodingError(exc, response=response) from exc
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.exceptions.ConnectionError(exc, response=response) from exc
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError) as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc, response=response) from exc
+        if len(head) <= MAX_BODY:
+            response._content = head
+            response._content_consumed = True  # type: ignore[attr-defined]
+            return response, head
+        response.raw = _PrefixedRaw(head, raw)
+        return response, None
 
     def discard(self, response: requests.Response) -> None:
         response.close()

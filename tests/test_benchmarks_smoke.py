@@ -28,6 +28,7 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
         "## What each contender does with Retry-After",
         "## Outage",
         "## Async scale",
+        "## Fleet",
         "## Targets",
     ):
         assert heading in proc.stdout
@@ -42,6 +43,7 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
         "faults",
         "outage",
         "async_scale",
+        "fleet",
     }
     assert data["targets"]
     assert all("pass" in target for target in data["targets"])
@@ -66,3 +68,17 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
     assert by_budget["on (default)"] < 2.0
     scale = {row["key"]: row for row in scenarios["async_scale"]["rows"]}
     assert scale["httpx-async+resilience"]["failed"] == 0
+
+    # The fleet: every contender ran (the shared one unless Redis is missing), and
+    # the simulator's counts agree with what the workers saw.
+    fleet = {row["key"]: row for row in scenarios["fleet"]["rows"]}
+    assert set(fleet) == {"none", "shared", "local"}
+    for key, row in fleet.items():
+        if key == "shared" and "skipped" in row:
+            assert "redis" in row["skipped"], row
+            continue
+        assert "skipped" not in row, row
+        assert row["calls"] == scenarios["fleet"]["calls"] == 40
+        assert row["requests"] == row["requests_client_side"] == row["ok"] + row["received_429"]
+    assert fleet["none"]["received_429"] > 0  # 40 calls meet a limit of 10 per window
+    assert any(target.get("info") for target in data["targets"])

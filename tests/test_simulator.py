@@ -1008,3 +1008,289 @@ def test_reset_clears_scripts_outage_records_and_state(sim: VendorSimulator) -> 
     assert call(sim, "GET", "/ping", headers={"X-Sim-Key": "k"}).status == 200
     assert call(sim, "GET", "/ping").status == 200
     assert call(sim, "POST", "/gameye/session", session_body("again")).status == 201
+
+
+# --- server-side rate limit ----------------------------------------------------------
+
+ME = "/8bitedge/api/v1/me"
+
+
+def key(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {name}"}
+
+
+def retry_after(answer: Answer) -> float:
+    value = answer.headers["Retry-After"]
+    assert value is not None
+    return float(value)
+
+
+def test_rate_limit_refuses_the_request_over_the_limit_with_the_8bitedge_envelope(
+    sim: VendorSimulator,
+) -> None:
+    sim.enforce_rate_limit(2, 60)
+    assert [call(sim, "GET", ME, headers=key("a")).status for _ in range(2)] == [200, 200]
+    answer = call(sim, "GET", ME, headers=key("a"))
+    assert answer.status == 429
+    assert answer.json() == {
+        "error": {
+            "code": "rate_limit_exceeded",
+            "message": "Rate limit exceeded for the minute window.",
+            "details": {"window": "minute", "limit": 2},
+        }
+    }
+    assert 59.0 < retry_after(answer) <= 60.0
+    assert answer.headers["X-Request-Id"]
+
+
+def test_rate_limit_retry_after_is_fractional_seconds_until_a_slot_frees(
+    sim: VendorSimulator,
+) -> None:
+    sim.enforce_rate_limit(1, 0.3)
+    before = time.monotonic()
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    time.sleep(0.1)
+    answer = call(sim, "GET", ME, headers=key("a"))
+    after = time.monotonic()
+    assert answer.status == 429
+    header = answer.headers["Retry-After"]
+    assert header is not None
+    assert "." in header
+    assert len(header.partition(".")[2]) <= 3
+    # The slot frees 0.3 s after the admitted request, which arrived after
+    # ``before`` and at least 0.1 s before the refused one.
+    assert before + 0.3 - after - 0.001 <= float(header) <= 0.2 + 0.001
+
+
+def test_rate_limit_sliding_window_admits_again_after_retry_after(sim: VendorSimulator) -> None:
+    sim.enforce_rate_limit(2, 0.3)
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    refused = call(sim, "GET", ME, headers=key("a"))
+    assert refused.status == 429
+    time.sleep(retry_after(refused))
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+
+
+def test_rate_limit_sliding_window_frees_one_slot_at_a_time(sim: VendorSimulator) -> None:
+    """The oldest admitted request leaves the window first; the next one later."""
+    sim.enforce_rate_limit(2, 0.6)
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    time.sleep(0.3)
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    refused = call(sim, "GET", ME, headers=key("a"))
+    assert refused.status == 429
+    assert retry_after(refused) <= 0.31
+    time.sleep(retry_after(refused))
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    again = call(sim, "GET", ME, headers=key("a"))
+    assert again.status == 429
+    assert retry_after(again) > 0.1
+
+
+def test_rate_limit_fixed_window_frees_every_slot_when_the_window_ends(
+    sim: VendorSimulator,
+) -> None:
+    sim.enforce_rate_limit(2, 0.4, window="fixed")
+    statuses = [call(sim, "GET", ME, headers=key("a")).status for _ in range(3)]
+    if statuses != [200, 200, 429]:  # the first window ended between the calls
+        time.sleep(0.4)
+        statuses = [call(sim, "GET", ME, headers=key("a")).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    refused = call(sim, "GET", ME, headers=key("a"))
+    assert refused.status == 429
+    time.sleep(retry_after(refused))
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+
+
+def test_rate_limit_counts_each_key_on_its_own(sim: VendorSimulator) -> None:
+    sim.enforce_rate_limit(1, 60)
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    assert call(sim, "GET", ME, headers=key("a")).status == 429
+    assert call(sim, "GET", ME, headers=key("b")).status == 200
+    assert call(sim, "GET", ME, headers=key("b")).status == 429
+    # Requests without the header share one count of their own.
+    assert call(sim, "GET", ME).status == 200
+    assert call(sim, "GET", ME).status == 429
+
+
+def test_rate_limit_counts_one_key_across_connections_and_routes(sim: VendorSimulator) -> None:
+    """A key is counted wherever it comes from, as a vendor counts it across workers."""
+    sim.enforce_rate_limit(3, 60)
+    with contextlib.closing(_connect(sim)) as one, contextlib.closing(_connect(sim)) as two:
+        assert _send(one, "GET", ME, headers=key("a")).status == 200
+        assert _send(two, "GET", ME, headers=key("a")).status == 200
+    assert call(sim, "GET", "/ping", headers=key("a")).status == 200
+    assert call(sim, "GET", ME, headers=key("a")).status == 429
+
+
+def test_rate_limit_reads_the_key_from_the_header_given(sim: VendorSimulator) -> None:
+    sim.enforce_rate_limit(1, 60, key_header="X-Api-Key")
+    assert call(sim, "GET", ME, headers={"x-api-key": "k1", **key("same")}).status == 200
+    assert call(sim, "GET", ME, headers={"X-API-KEY": "k2", **key("same")}).status == 200
+    assert call(sim, "GET", ME, headers={"X-Api-Key": "k1"}).status == 429
+    assert sim.rate_limit == (1, 60.0, "x-api-key", "sliding")
+
+
+def test_rate_limit_answers_in_the_envelope_of_each_vendor(sim: VendorSimulator) -> None:
+    sim.enforce_rate_limit(1, 60)
+    assert call(sim, "GET", "/gameye/session", headers=key("g")).status == 200
+    gameye = call(sim, "GET", "/gameye/session", headers=key("g"))
+    assert gameye.status == 429
+    assert gameye.json()["statusCode"] == 429
+    assert "details" not in gameye.json()
+    assert call(sim, "POST", "/playwave/verify", {"ott": "o"}, headers=key("p")).status == 200
+    playwave = call(sim, "POST", "/playwave/verify", {"ott": "o"}, headers=key("p"))
+    assert playwave.status == 429
+    assert error_code(playwave) == "RATE_LIMITED"
+    assert playwave.json()["success"] is False
+    assert retry_after(playwave) > 0
+
+
+def test_rate_limit_comes_before_scripts_and_outages(sim: VendorSimulator) -> None:
+    """A refused request consumes no scripted reply; an admitted one still counts."""
+    sim.enforce_rate_limit(1, 60)
+    sim.script("k", [Reply.error(500), Reply.error(503)])
+    headers = {"X-Sim-Key": "k", **key("a")}
+    assert call(sim, "GET", ME, headers=headers).status == 500
+    assert call(sim, "GET", ME, headers=headers).status == 429
+    sim.enforce_rate_limit(None)
+    assert call(sim, "GET", ME, headers=headers).status == 503
+    sim.enforce_rate_limit(1, 60)
+    sim.fail_all(Reply.error(503))
+    assert call(sim, "GET", ME, headers=key("b")).status == 503
+    assert call(sim, "GET", ME, headers=key("b")).status == 429
+
+
+def test_rate_limit_refusal_has_no_side_effect(sim: VendorSimulator) -> None:
+    sim.enforce_rate_limit(1, 60)
+    assert call(sim, "POST", "/gameye/session", session_body("s1"), headers=key("a")).status == 201
+    refused = call(sim, "POST", "/gameye/session", session_body("s2"), headers=key("a"))
+    assert refused.status == 429
+    sessions = call(sim, "GET", "/gameye/session", headers=key("b")).json()["sessions"]
+    assert [s["id"] for s in sessions] == ["s1"]
+
+
+def test_rate_limit_only_counts_admitted_requests(sim: VendorSimulator) -> None:
+    """Knocking while refused does not push the free slot further away."""
+    sim.enforce_rate_limit(1, 0.3)
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    first = retry_after(call(sim, "GET", ME, headers=key("a")))
+    for _ in range(5):
+        assert call(sim, "GET", ME, headers=key("a")).status == 429
+    assert retry_after(call(sim, "GET", ME, headers=key("a"))) <= first
+
+
+def test_rate_limit_ends_with_none_and_with_reset(sim: VendorSimulator) -> None:
+    sim.enforce_rate_limit(1, 60)
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    assert call(sim, "GET", ME, headers=key("a")).status == 429
+    sim.enforce_rate_limit(None)
+    assert sim.rate_limit is None
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    sim.enforce_rate_limit(1, 60)
+    sim.reset()
+    assert sim.rate_limit is None
+    assert [call(sim, "GET", ME, headers=key("a")).status for _ in range(3)] == [200] * 3
+
+
+def test_rate_limit_set_again_starts_from_empty_counts(sim: VendorSimulator) -> None:
+    sim.enforce_rate_limit(1, 60)
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    assert call(sim, "GET", ME, headers=key("a")).status == 429
+    sim.enforce_rate_limit(2, 60)
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    assert call(sim, "GET", ME, headers=key("a")).status == 200
+    assert call(sim, "GET", ME, headers=key("a")).status == 429
+
+
+def test_rate_limit_admits_exactly_the_limit_under_concurrency(sim: VendorSimulator) -> None:
+    """Counts are kept under the lock: racing clients never get more than the limit."""
+    sim.enforce_rate_limit(25, 60)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        with contextlib.closing(_connect(sim)) as conn:
+            for _ in range(10):
+                status = _send(conn, "GET", ME, headers=key("shared")).status
+                with lock:
+                    statuses.append(status)
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [200] * 25 + [429] * 55
+    assert sim.count_status(200) == 25
+    assert sim.count_status(429) == 55
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"limit": 0}, ValueError, "limit must be >= 1"),
+        ({"limit": True}, TypeError, "limit must be an int"),
+        ({"limit": 1.5}, TypeError, "limit must be an int"),
+        ({"limit": 1, "per": 0}, ValueError, "per must be"),
+        ({"limit": 1, "per": float("nan")}, ValueError, "per must be"),
+        ({"limit": 1, "per": float("inf")}, ValueError, "per must be"),
+        ({"limit": 1, "per": "60"}, TypeError, "per must be"),
+        ({"limit": 1, "key_header": ""}, ValueError, "invalid key_header"),
+        ({"limit": 1, "key_header": "X-Key:"}, ValueError, "invalid key_header"),
+        ({"limit": 1, "key_header": None}, TypeError, "key_header must be a str"),
+        ({"limit": 1, "window": "rolling"}, ValueError, "window must be"),
+    ],
+)
+def test_enforce_rate_limit_validates_its_arguments(
+    sim: VendorSimulator, kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    sim.enforce_rate_limit(3, 60)
+    with pytest.raises(error, match=match):
+        sim.enforce_rate_limit(**kwargs)
+    assert sim.rate_limit == (3, 60.0, "authorization", "sliding")
+
+
+@pytest.mark.parametrize(
+    ("per", "window"),
+    [(1, "second"), (60, "minute"), (3600, "hour"), (86_400, "day"), (0.5, "0.5s")],
+)
+def test_rate_limit_details_name_the_window(sim: VendorSimulator, per: float, window: str) -> None:
+    sim.enforce_rate_limit(1, per)
+    call(sim, "GET", ME, headers=key("a"))
+    details = call(sim, "GET", ME, headers=key("a")).json()["error"]["details"]
+    assert details == {"window": window, "limit": 1}
+
+
+# --- answers counted by status ---------------------------------------------------------
+
+
+def test_count_status_counts_the_answers_sent(sim: VendorSimulator) -> None:
+    sim.script("k", [Reply.rate_limited(), Reply.error(503), Reply.drop()])
+    for _ in range(4):
+        with contextlib.suppress(http.client.HTTPException, OSError):
+            call(sim, "GET", ME, headers={"X-Sim-Key": "k"})
+    assert sim.count_status(429) == 1
+    assert sim.count_status(503) == 1
+    assert sim.count_status(200) == 1
+    assert sim.count_status(500) == 0
+    assert sim.count_status() == 3  # the dropped connection got no answer
+    assert sim.count() == 4
+
+
+def test_count_status_works_without_recording() -> None:
+    with VendorSimulator(record=False) as sim:
+        sim.enforce_rate_limit(1, 60)
+        call(sim, "GET", ME, headers=key("a"))
+        call(sim, "GET", ME, headers=key("a"))
+        assert sim.received == []
+        assert (sim.count_status(200), sim.count_status(429), sim.count_status()) == (1, 1, 2)
+
+
+def test_reset_clears_the_status_counts(sim: VendorSimulator) -> None:
+    call(sim, "GET", "/ping")
+    assert sim.count_status(200) == 1
+    sim.reset()
+    assert sim.count_status() == 0

@@ -2,7 +2,9 @@
 
 :class:`VendorSimulator` is a real HTTP/1.1 server on 127.0.0.1 that speaks the
 Gameye, 8bitedge and Playwave envelopes and answers with scripted faults
-(:class:`Reply`). The pytest fixture ``vendor_simulator`` gives a started one.
+(:class:`Reply`), behind an optional per-key rate limit
+(:meth:`VendorSimulator.enforce_rate_limit`). The pytest fixture
+``vendor_simulator`` gives a started one.
 """
 
 from resilience.testing._replies import Reply

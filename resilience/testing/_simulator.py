@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -14,6 +14,7 @@ from typing import Any
 
 from resilience.testing._replies import Reply
 from resilience.testing._server import HOST, SimulatorServer
+from resilience.testing._throttle import Throttle, Window, format_retry_after
 from resilience.testing._vendors import business_body, make_vendors
 from resilience.testing._wire import VENDORS, Request, Response, json_response
 
@@ -107,7 +108,9 @@ class VendorSimulator:
     with :class:`Reply` objects, chosen in this order: :meth:`fail_all`, then
     the script of the request's ``X-Sim-Key`` header (:meth:`script`), then the
     script of its method and path for requests without a key
-    (:meth:`script_route`), then the endpoint's normal behaviour.
+    (:meth:`script_route`), then the endpoint's normal behaviour. A rate limit
+    (:meth:`enforce_rate_limit`) sits in front of all of them, as a vendor's
+    gateway does.
 
     Example:
         >>> with VendorSimulator() as sim:  # doctest: +SKIP
@@ -129,6 +132,8 @@ class VendorSimulator:
         self._scripts: dict[str, _Script] = {}
         self._routes: dict[tuple[str, str], _Script] = {}
         self._fail_all: Reply | None = None
+        self._throttle: Throttle | None = None
+        self._statuses: Counter[int] = Counter()
         self._vendors = make_vendors()
         self._server: SimulatorServer | None = None
         self._stopping = threading.Event()
@@ -273,6 +278,85 @@ class VendorSimulator:
             raise TypeError(f"reply must be a Reply or None, not {type(reply).__name__}")
         self._fail_all = reply
 
+    def enforce_rate_limit(
+        self,
+        limit: int | None,
+        per: float = 60.0,
+        *,
+        key_header: str = "Authorization",
+        window: Window = "sliding",
+    ) -> None:
+        """Admit at most ``limit`` requests per ``per`` seconds for each API key.
+
+        Requests are counted per value of the ``key_header`` header, across
+        every connection and client (8bitedge counts per API key, whatever
+        worker sends); requests without that header share one count. A request
+        over the limit is answered at once with a 429 in the envelope of the
+        vendor whose route it hit (8bitedge: ``rate_limit_exceeded`` with
+        ``details`` ``{"window": "minute", "limit": limit}``, the window named
+        ``"second"``, ``"minute"``, ``"hour"``, ``"day"`` or in seconds such as
+        ``"0.5s"``) and a ``Retry-After`` giving the seconds until the window
+        frees a slot for its key, fractional, rounded up to the millisecond.
+
+        The limit is checked before :meth:`fail_all` and the scripts: a refused
+        request consumes no scripted reply and has no side effect. Only
+        admitted requests count toward the limit. Counting happens under the
+        simulator's lock. Setting a limit again starts from empty counts;
+        :meth:`reset` ends it.
+
+        Args:
+            limit: Requests admitted per window and key; ``None`` ends the
+                limit.
+            per: Window length in seconds (``60``: per minute; a smaller value
+                scales time down for tests and benchmarks).
+            key_header: Header whose value is the key (any case).
+            window: ``"sliding"``: no span of ``per`` seconds holds more than
+                ``limit`` admitted requests, and a refused request waits until
+                the oldest of them leaves the window. ``"fixed"``: windows of
+                ``per`` seconds counted from this call, shared by every key;
+                a refused request waits until the current window ends.
+
+        Raises:
+            TypeError: An argument has the wrong type.
+            ValueError: ``limit < 1``, ``per`` not a finite number above 0, an
+                invalid ``key_header`` or an unknown ``window``.
+        """
+        if limit is None:
+            throttle = None
+        else:
+            throttle = Throttle(limit, per, key_header, window, time.monotonic())
+        with self._lock:
+            self._throttle = throttle
+
+    @property
+    def rate_limit(self) -> tuple[int, float, str, Window] | None:
+        """The limit in force as ``(limit, per, key_header, window)``, or ``None``.
+
+        ``key_header`` is given in lower case.
+        """
+        throttle = self._throttle
+        if throttle is None:
+            return None
+        return throttle.limit, throttle.per, throttle.header, throttle.window
+
+    def count_status(self, status: int | None = None) -> int:
+        """Count the answers sent with a status since the start or the last :meth:`reset`.
+
+        Counted whether or not requests are recorded (``record=False``), so
+        long load runs can read how many 429s they were sent. A connection
+        closed without an answer (:meth:`Reply.drop`) is not counted.
+
+        Args:
+            status: HTTP status; ``None`` counts every answer.
+
+        Returns:
+            The number of answers.
+        """
+        with self._lock:
+            if status is None:
+                return sum(self._statuses.values())
+            return self._statuses[status]
+
     @property
     def received(self) -> list[RecordedRequest]:
         """A copy of the requests received so far, in arrival order."""
@@ -306,12 +390,18 @@ class VendorSimulator:
             )
 
     def reset(self) -> None:
-        """Clear scripts, :meth:`fail_all`, :attr:`received` and all vendor state."""
+        """Clear scripts, :meth:`fail_all`, the rate limit, every count and all vendor state.
+
+        :attr:`received` and :meth:`count_status` start again from zero, and
+        :meth:`enforce_rate_limit` is ended.
+        """
         with self._lock:
             self._scripts.clear()
             self._routes.clear()
             self._fail_all = None
+            self._throttle = None
             self._received.clear()
+            self._statuses.clear()
         for vendor in self._vendors.values():
             vendor.reset()
 
@@ -328,16 +418,45 @@ class VendorSimulator:
             seen = RecordedRequest(method, path, query, headers, body, req.key, time.monotonic())
             with self._lock:
                 self._received.append(seen)
-        reply = self._fail_all
-        if reply is None and (self._scripts or self._routes):
-            reply = self._take(req)
-        response = self._normal(req) if reply is None else self._render(reply, req)
-        if (
-            req.vendor == "8bitedge"
-            and not response.drop
-            and not response.has_header("x-request-id")
-        ):
+        response = self._throttled(req) if self._throttle is not None else None
+        if response is None:
+            reply = self._fail_all
+            if reply is None and (self._scripts or self._routes):
+                reply = self._take(req)
+            response = self._normal(req) if reply is None else self._render(reply, req)
+        if response.drop:
+            return response
+        if req.vendor == "8bitedge" and not response.has_header("x-request-id"):
             response.headers.append(("X-Request-Id", str(uuid.uuid4())))
+        with self._lock:
+            self._statuses[response.status] += 1
+        return response
+
+    def _throttled(self, req: Request) -> Response | None:
+        """Count ``req`` against the rate limit; a 429 when it is over.
+
+        Args:
+            req: The request.
+
+        Returns:
+            The 429, or ``None`` when the request is admitted (or no limit is set).
+        """
+        with self._lock:
+            throttle = self._throttle
+            if throttle is None:
+                return None
+            wait = throttle.admit(throttle.key_of(req.headers), time.monotonic())
+        if wait is None:
+            return None
+        vendor = self._vendors[req.vendor]
+        message = None
+        details = None
+        if vendor.rate_limit_details is not None:
+            # 8bitedge names the window it counts and its limit.
+            details = {"window": throttle.label, "limit": throttle.limit}
+            message = f"Rate limit exceeded for the {throttle.label} window."
+        response = vendor.error(req, 429, message=message, details=details)
+        response.headers.append(("Retry-After", format_retry_after(wait)))
         return response
 
     def _take(self, req: Request) -> Reply | None:
