@@ -19,6 +19,10 @@ __all__ = ["DEFAULT_BUDGET", "Policy"]
 
 DEFAULT_BUDGET = RetryBudget()
 
+#: The longest delay a policy may name (about 31 years): ``time.sleep`` and
+#: ``threading`` refuse waits past ``threading.TIMEOUT_MAX`` with OverflowError.
+MAX_SECONDS = 1e9
+
 
 def _number(name: str, value: Any, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -27,6 +31,8 @@ def _number(name: str, value: Any, *, allow_none: bool = False) -> None:
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{name} must be at most {MAX_SECONDS:g} seconds, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "resilience.detectors"
 
 _log = logging.getLogger("resilience")
-_lock = threading.Lock()
+_lock = threading.RLock()
 _chain: tuple[Detector, ...] = ()
 _entry_points_loaded = False
 
@@ -75,22 +75,22 @@ def unregister_detector(name: str) -> None:
 
 def _load_entry_points() -> None:
     global _entry_points_loaded, _chain
+    # Re-entrant: loading a plugin may import a module that registers itself.
     with _lock:
         if _entry_points_loaded:
             return
-        _entry_points_loaded = True
-        taken = {d.name for d in _chain}
         for entry in entry_points(group=ENTRY_POINT_GROUP):
-            if entry.name in taken:
+            if any(d.name == entry.name for d in _chain):
                 continue
             try:
                 detector = _check(entry.load())
             except Exception:
                 _log.warning("could not load detector entry point %r", entry.name, exc_info=True)
                 continue
-            if detector.name not in taken:
-                taken.add(detector.name)
+            if all(d.name != detector.name for d in _chain):
                 _chain = (*_chain, detector)
+        # Only now: a reader that sees the flag must see every plugin.
+        _entry_points_loaded = True
 
 
 def registered_detectors() -> tuple[Detector, ...]:
