@@ -265,6 +265,9 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
         paced = _pace(core, limiter, pace_key, started, 0.0)
         if paced < 0:
             local = _local_limit(core, limiter, pace_key, wire.host(request))
+            _log.warning(
+                "%s %s: not sent: %s", method, redact_url(wire.url(request)), local.message
+            )
             yield Done(None, wire.not_sent(request, local, RateLimited))
             return
         if paced > 0:
@@ -394,7 +397,7 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
                 yield Sleep(paced)
         if stop is not None:
             # Stop with what we have: the last answer (or error).
-            _log.debug("%s %s: %s", method, call.url, stop)
+            _log.warning("%s %s: %s", method, call.url, stop)
             call.abandon(stop)
             if isinstance(outcome, BaseException):
                 yield Done(None, outcome)

@@ -160,3 +160,21 @@ def test_a_retry_the_limit_cannot_pace_in_time_returns_the_last_answer(
     history = resilience.attempts(response)
     assert len(history) == 1
     assert history[0].outcome.startswith("local rate limit")
+
+
+def test_a_local_refusal_is_logged_without_credentials(
+    sleep: RecordingSleep, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent: list[httpx.Request] = []
+    transport = resilience.ResilientTransport(
+        _ok_counter(sent), rate_limit=RateLimit(per_minute=1), retry_after_max=5, sleep=sleep
+    )
+    client = httpx.Client(transport=transport)
+    url = "https://user:secret@api.example/v1/me?api_key=SECRET"
+    client.get(url)
+    with caplog.at_level("WARNING", logger="resilience"), pytest.raises(RateLimited):
+        client.get(url)
+    [record] = caplog.records
+    assert "local rate limit" in record.getMessage()
+    assert "SECRET" not in record.getMessage()
+    assert "secret" not in record.getMessage()
