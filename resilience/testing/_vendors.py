@@ -35,6 +35,10 @@ class Vendor:
     messages: ClassVar[Mapping[str, str]] = {}
     rate_limit_details: ClassVar[Mapping[str, Any] | None] = None
     not_found_code: ClassVar[str | None] = None
+    server_error_code: ClassVar[str | None] = None
+    """The code of a 5xx the vendor's table does not list (``None``: the status name)."""
+    lower_case_codes: ClassVar[bool] = False
+    """Whether the vendor's codes are lower case (8bitedge)."""
 
     def __init__(self) -> None:
         """Create the vendor with empty state."""
@@ -55,7 +59,10 @@ class Vendor:
         code = self.codes.get(status)
         if code is not None:
             return code
-        return status_name(status)
+        if status >= 500 and self.server_error_code is not None:
+            return self.server_error_code
+        name = status_name(status)
+        return name.lower() if self.lower_case_codes else name
 
     def default_message(self, code: str, status: int) -> str:
         """Return the vendor's message for a code.
@@ -244,6 +251,7 @@ class Gameye(Vendor):
     """Gameye: session orchestration (``/gameye/session``)."""
 
     name = "gameye"
+    server_error_code = "SERVICE_UNAVAILABLE"
     codes: ClassVar[Mapping[int, str]] = {
         401: "UNAUTHORIZED",
         403: "QUOTA_EXCEEDED",
@@ -276,22 +284,6 @@ class Gameye(Vendor):
         with self._lock:
             self._sessions.clear()
             self._next_port = GAMEYE_PORT_BASE
-
-    def default_code(self, status: int) -> str:
-        """Return Gameye's code for a status (``SERVICE_UNAVAILABLE`` for other 5xx).
-
-        Args:
-            status: HTTP status.
-
-        Returns:
-            The code.
-        """
-        code = self.codes.get(status)
-        if code is not None:
-            return code
-        if status >= 500:
-            return "SERVICE_UNAVAILABLE"
-        return status_name(status)
 
     def envelope(
         self,
@@ -400,6 +392,8 @@ class EightBitEdge(Vendor):
     """8bitedge: game data API (``/8bitedge/api/v1/...``)."""
 
     name = "8bitedge"
+    server_error_code = "server_error"
+    lower_case_codes = True
     codes: ClassVar[Mapping[int, str]] = {
         401: "unauthorized",
         402: "quota_exceeded",
@@ -439,22 +433,6 @@ class EightBitEdge(Vendor):
         with self._lock:
             self._used = 0
             self._idempotent.clear()
-
-    def default_code(self, status: int) -> str:
-        """Return 8bitedge's code for a status (``server_error`` for other 5xx).
-
-        Args:
-            status: HTTP status.
-
-        Returns:
-            The code.
-        """
-        code = self.codes.get(status)
-        if code is not None:
-            return code
-        if status >= 500:
-            return "server_error"
-        return status_name(status).lower()
 
     def envelope(
         self,
@@ -569,6 +547,7 @@ class Playwave(Vendor):
     """Playwave: billing sessions (``/playwave/verify``, ``/heartbeat``, ``/session/end``)."""
 
     name = "playwave"
+    server_error_code = "INTERNAL_ERROR"
     codes: ClassVar[Mapping[int, str]] = {
         400: "BAD_REQUEST",
         401: "INVALID_API_KEY",
@@ -600,22 +579,6 @@ class Playwave(Vendor):
         """Forget all sessions."""
         with self._lock:
             self._ended.clear()
-
-    def default_code(self, status: int) -> str:
-        """Return Playwave's code for a status (``INTERNAL_ERROR`` for other 5xx).
-
-        Args:
-            status: HTTP status.
-
-        Returns:
-            The code.
-        """
-        code = self.codes.get(status)
-        if code is not None:
-            return code
-        if status >= 500:
-            return "INTERNAL_ERROR"
-        return status_name(status)
 
     def envelope(
         self,
