@@ -413,12 +413,6 @@ def test_on_retry_receives_one_event_per_retry(sleep: RecordingSleep) -> None:
     assert (first.region, first.next_region) == (None, None)
 
 
-ASYNC_CALLABLE_BUG = (
-    "_flow.py drive() calls on_retry/sleep and drops the coroutine an async callable "
-    "returns: the callback never runs, the wait never happens"
-)
-
-
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_coroutine_on_retry_is_not_silently_dropped(sleep: RecordingSleep) -> None:
