@@ -438,7 +438,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         s = scenarios["success_loopback"]
         parts.append(
             f"## Success path over loopback, GET /ping ({s['where']}; {s['calls_per_round']:,} "
-            f"calls x {s['rounds']} rounds, median call, median of rounds)\n\n{success_table(s)}"
+            f"calls x {s['rounds']} rounds, median of all calls)\n\n{success_table(s)}"
         )
     if "faults" in scenarios:
         s = scenarios["faults"]
@@ -464,9 +464,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         )
     parts.append(f"## Targets\n\n{targets_table(results['targets'])}")
     parts.append(
-        "*added* and *x bare* are medians of the per-round differences and ratios to the "
-        "bare client measured in the same round, so they need not match the difference of "
-        "the medians in the *µs/call* column."
+        "In-process, *added* and *x bare* are medians of the per-round differences and "
+        "ratios to the bare client measured in the same round, so they need not match the "
+        "difference of the medians in the *µs/call* column. Over loopback they compare the "
+        "median of all calls with the bare client's, and *x bare, per round* gives the "
+        "spread of the rounds."
     )
     return "\n\n".join(parts) + "\n"
 
@@ -668,8 +670,11 @@ def render_results_md(results: dict[str, Any]) -> str:
                 f"threads do not compete with the client for this process's GIL), "
                 f"{s['calls_per_round']:,} calls per contender and round, {s['rounds']} "
                 "rounds. Contenders take turns every 10 calls, so a slow spell of the machine "
-                "hits them all; each call is timed and the round's figure is the median call, "
-                "which keeps the scheduler's tail out of a 3% comparison."
+                "hits them all. Each call is timed; *µs/call* is the median of all "
+                f"{s['calls_per_round'] * s['rounds']:,} calls of a contender, which keeps the "
+                "scheduler's tail out of a 3% comparison, and *x bare* compares it with the "
+                "bare client's. A round's median call jumps between the modes of a loopback "
+                "call's latency, so the per-round ratios give only the spread."
             ),
             success_table(s),
             (

@@ -23,6 +23,7 @@ from benchmarks._settings import Settings
 from benchmarks._sim import served
 from benchmarks._timing import (
     Progress,
+    median,
     round_orders,
     summarise,
     time_calls,
@@ -90,6 +91,7 @@ def run_success(
     rounds = settings.inproc_rounds if inproc else settings.loopback_rounds
     skipped: dict[str, str] = {}
     samples: dict[str, list[float]] = {}
+    pooled: dict[str, list[float]] = {}  # every call over loopback, all rounds
     loop = asyncio.new_event_loop()
     where = "in-process"
     try:
@@ -132,6 +134,7 @@ def run_success(
                     progress(scenario, f"warmed up {contender.label}")
                 active = [c.key for c in CONTENDERS if c.key in clients and c.key not in skipped]
                 samples = {key: [] for key in active}
+                pooled = {key: [] for key in active}
                 labels = {c.key: c.label for c in CONTENDERS}
                 for number, order in enumerate(round_orders(active, rounds, seed), 1):
                     if inproc:
@@ -144,12 +147,13 @@ def run_success(
                             )
                         continue
                     turns = [(key, clients[key].get, clients[key].is_async) for key in order]
-                    values = time_interleaved(turns, url, calls, loop)
+                    times = time_interleaved(turns, url, calls, loop)
                     for key in order:
-                        samples[key].append(values[key])
+                        pooled[key].extend(times[key])
+                        samples[key].append(median(times[key]))
                         progress(
                             f"{scenario} {number}/{rounds}",
-                            f"{labels[key]}: {values[key]:.1f} µs/call",
+                            f"{labels[key]}: median call {samples[key][-1]:.1f} µs",
                         )
             finally:
                 for client in clients.values():
@@ -170,8 +174,14 @@ def run_success(
             row["skipped"] = skipped.get(contender.key, "not run")
         else:
             bare = samples.get(BARE[contender.family])
+            is_bare = contender.role == "bare"
             row.update(
-                summarise(samples[contender.key], None if contender.role == "bare" else bare)
+                summarise(
+                    samples[contender.key],
+                    None if is_bare else bare,
+                    pooled=pooled.get(contender.key),
+                    pooled_bare=None if is_bare else pooled.get(BARE[contender.family]),
+                )
             )
         rows.append(row)
     return {
@@ -180,6 +190,6 @@ def run_success(
         "where": where,
         "calls_per_round": calls,
         "rounds": rounds,
-        "unit": "µs per call" + ("" if inproc else " (median call)"),
+        "unit": "µs per call" + ("" if inproc else " (median call of all rounds)"),
         "rows": rows,
     }

@@ -84,8 +84,8 @@ def time_interleaved(
     count: int,
     loop: asyncio.AbstractEventLoop,
     block: int = 10,
-) -> dict[str, float]:
-    """Median microseconds per call, the contenders taking turns every ``block`` calls.
+) -> dict[str, list[float]]:
+    """Microseconds of every call, the contenders taking turns every ``block`` calls.
 
     ``calls`` holds ``(key, get, is_async)`` in the order of the round; each
     pass sends ``block`` calls through every contender in turn, so a slow
@@ -100,12 +100,12 @@ def time_interleaved(
             record = times[key].append
             for _ in range(block):
                 if is_async:
-                    record(loop.run_until_complete(_timed_await(get, url)))
+                    record(loop.run_until_complete(_timed_await(get, url)) * 1e6)
                 else:
                     start = clock()
                     get(url)
-                    record(clock() - start)
-    return {key: statistics.median(values) * 1e6 for key, values in times.items()}
+                    record((clock() - start) * 1e6)
+    return times
 
 
 def calls_per_us(total_us: float, calls: int) -> float:
@@ -129,20 +129,41 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def summarise(samples: Sequence[float], bare: Sequence[float] | None) -> dict[str, Any]:
-    """Median, added cost and ratio to the bare client, round by round.
+def summarise(
+    samples: Sequence[float],
+    bare: Sequence[float] | None,
+    *,
+    pooled: Sequence[float] | None = None,
+    pooled_bare: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """Median, added cost and ratio to the bare client.
 
     ``samples`` and ``bare`` hold one value per round, in round order; the
     ratio is the median of the per-round ratios (each round's contender over
     the same round's bare client), with its smallest and largest value.
+
+    With ``pooled`` (every call of every round, timed one by one, interleaved
+    with the bare client's ``pooled_bare``), the median, the added cost and
+    the ratio are those of the medians of all calls: thousands of calls
+    rather than a dozen round medians, each of which jumps between the modes
+    of a loopback call's latency. The per-round ratios still give the spread
+    (``ratio_min``, ``ratio_max``) and are kept as ``ratio_of_rounds``.
     """
     out: dict[str, Any] = {"rounds": list(samples), "median": median(samples)}
+    if pooled:
+        out["median"] = median(pooled)
+        out["calls"] = len(pooled)
     if bare:
         ratios = [s / b for s, b in zip(samples, bare, strict=False) if b > 0]
         out["added"] = median([s - b for s, b in zip(samples, bare, strict=False)])
         out["ratio"] = median(ratios)
         out["ratio_min"] = min(ratios) if ratios else float("nan")
         out["ratio_max"] = max(ratios) if ratios else float("nan")
+        if pooled and pooled_bare:
+            out["ratio_of_rounds"] = out["ratio"]
+            base = median(pooled_bare)
+            out["added"] = out["median"] - base
+            out["ratio"] = out["median"] / base
     return out
 
 

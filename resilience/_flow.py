@@ -1,10 +1,14 @@
-"""The retry loop, written once as a generator and driven by each shell.
+"""The retry loop, written once and carried out by each shell.
 
-Like httpx's ``Auth.auth_flow``, :func:`call_flow` yields commands (send this
-request, read this body, discard this response, sleep, done) and receives their
-results; the requests adapter and the httpx transports only carry them out,
-synchronously (:func:`drive`) or asynchronously (:func:`drive_async`). All
-decisions come from :class:`~resilience._engine.CallState`.
+A call starts with :func:`admit` (idempotency key, region, deadline, circuit
+breaker, rate limit) and one request; a first answer under 400 ends it there
+(:meth:`FirstAttempt.succeeded`), with no further per-call state. Otherwise
+:func:`retry_flow` takes over: like httpx's ``Auth.auth_flow``, it yields
+commands (send this request, read this body, discard this response, sleep,
+done) and receives their results. The requests adapter and the httpx
+transports only carry them out, synchronously (:func:`drive`) or
+asynchronously (:func:`drive_async`). All decisions come from
+:class:`~resilience._engine.CallState`.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ from resilience.regions import JsonField, RegionLocator
 __all__ = [
     "ATTEMPTS_KEY",
     "Core",
-    "FirstSuccess",
+    "FirstAttempt",
     "History",
     "Wire",
-    "call_flow",
+    "admit",
     "drive",
     "drive_async",
     "refuse_coroutine_functions",
+    "retry_flow",
 ]
 
 _log = logging.getLogger("resilience")
@@ -118,41 +123,81 @@ class Done(Generic[Resp]):
 Command = Send[Any] | Read[Any] | Discard[Any] | Sleep | Done[Any]
 
 
-class FirstSuccess:
-    """The history of a call whose first attempt succeeded, built when asked for.
+class FirstAttempt:
+    """One call's first attempt: what is settled before it is sent, and, when it
+    succeeds, the call's whole history.
 
-    The success path only records what it already holds; the
-    :class:`Attempt` and its classification are made by :func:`attempts`.
+    The success path records only what it already holds; the :class:`Attempt`
+    and its classification are made when :func:`attempts` asks for them.
+    Everything else a call needs is made by :func:`retry_flow`, once the first
+    attempt has failed.
     """
 
-    __slots__ = ("_classifier", "_headers", "_region", "_request", "_status", "_wire")
+    __slots__ = (
+        "circuit",
+        "core",
+        "headers",
+        "pace_key",
+        "paced",
+        "region",
+        "replayable",
+        "request",
+        "started",
+        "status",
+        "wire",
+    )
 
     def __init__(
         self,
-        classifier: Classifier,
+        core: Core,
         wire: Wire[Any, Any],
         request: Any,
-        headers: Any,
-        status: int,
+        started: float,
         region: str | None,
+        replayable: bool,
     ) -> None:
-        self._classifier = classifier
-        self._wire = wire
-        self._request = request
-        self._headers = headers
-        self._status = status
-        self._region = region
+        self.core = core
+        self.wire = wire
+        self.request = request
+        self.started = started
+        self.region = region
+        self.replayable = replayable
+        self.circuit: tuple[str | None, str | None] = (None, None)
+        self.pace_key = ""
+        self.paced = 0.0
+        self.status = 0
+        self.headers: Any = None
+
+    def succeeded(self, response: Any) -> bool:
+        """Whether ``response`` ends the call as a success; if so, record it."""
+        wire = self.wire
+        status = wire.status(response)
+        if status >= 400:
+            return False
+        # No body read, no parsing, no per-call state beyond this object.
+        core = self.core
+        if core.budget is not None:
+            core.budget.record_success()
+        if core.breaker is not None:
+            core.breaker.record(self.circuit, False, core.monotonic())
+        headers = wire.response_headers(response)
+        if core.limiter is not None:
+            core.limiter.on_success(self.pace_key, core.monotonic(), headers, wall_now=core.wall())
+        self.status = status
+        self.headers = headers
+        wire.attach(response, self)
+        return True
 
     def resolve(self) -> tuple[Attempt, ...]:
-        """The one-attempt history."""
-        c = self._classifier.success(
-            self._status, self._wire.host(self._request), self._headers.get("x-request-id")
+        """The one-attempt history of a call that ended on its first attempt."""
+        c = self.core.classifier.success(
+            self.status, self.wire.host(self.request), self.headers.get("x-request-id")
         )
-        return (Attempt(1, self._status, None, 0.0, self._region, c),)
+        return (Attempt(1, self.status, None, 0.0, self.region, c),)
 
 
 #: What a response carries: its attempts, or a success to expand on demand.
-History = tuple[Attempt, ...] | FirstSuccess
+History = tuple[Attempt, ...] | FirstAttempt
 
 
 class Core:
@@ -237,71 +282,73 @@ def _log_retry(event: RetryEvent) -> None:
     )
 
 
-def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Command, Any, None]:
-    """The retry loop of one call (see the module docstring)."""
+def admit(core: Core, wire: Wire[Req, Resp], request: Req) -> FirstAttempt:
+    """Settle what a call needs before its first request: the idempotency key,
+    the region, whether the body can be replayed, the start of the deadline,
+    and whether the circuit breaker and the rate limit let it go.
+
+    Raises:
+        CircuitOpen: the circuit is open (also the library's connection error).
+        RateLimited: the rate limit cannot pace the call in time (likewise).
+    """
     policy = core.policy
-    method = wire.method(request)
     if (
         policy.idempotency_key
-        and method in UNSAFE_METHODS
+        and wire.method(request) in UNSAFE_METHODS
         and wire.header(request, "idempotency-key") is None
         and wire.header(request, "x-idempotency-key") is None
     ):
         wire.set_header(request, "Idempotency-Key", str(uuid.uuid4()))
-    region = None
-    if policy.regions:
-        region = core.locator.region_of(wire.parts(request))
-    replayable = wire.replayable(request)  # before sending: sending may read it
-    started = core.monotonic()
+    region = core.locator.region_of(wire.parts(request)) if policy.regions else None
+    # Whether the body can be replayed is asked before sending: sending may read it.
+    first = FirstAttempt(core, wire, request, core.monotonic(), region, wire.replayable(request))
     breaker = core.breaker
-    circuit = (wire.host(request), region) if breaker is not None else (None, None)
-    if breaker is not None and not breaker.allow(circuit, started):
-        yield Done(None, wire.not_sent(request, _open_circuit(core, circuit), CircuitOpen))
-        return
+    if breaker is not None:
+        first.circuit = (wire.host(request), region)
+        if not breaker.allow(first.circuit, first.started):
+            raise wire.not_sent(request, _open_circuit(core, first.circuit), CircuitOpen)
     limiter = core.limiter
-    paced = 0.0
     if limiter is not None:
-        pace_key = limiter.key_for(wire.host(request) or "")
-        paced = _pace(core, limiter, pace_key, started, 0.0)
+        first.pace_key = limiter.key_for(wire.host(request) or "")
+        paced = _pace(core, limiter, first.pace_key, first.started, 0.0)
         if paced < 0:
-            local = _local_limit(core, limiter, pace_key, wire.host(request))
+            local = _local_limit(core, limiter, first.pace_key, wire.host(request))
             _log.warning(
-                "%s %s: not sent: %s", method, redact_url(wire.url(request)), local.message
+                "%s %s: not sent: %s",
+                wire.method(request),
+                redact_url(wire.url(request)),
+                local.message,
             )
-            yield Done(None, wire.not_sent(request, local, RateLimited))
-            return
-        if paced > 0:
-            yield Sleep(paced)
-    outcome = yield Send(request)
-    if not isinstance(outcome, BaseException):
-        status = wire.status(outcome)
-        if status < 400:
-            # The success path: no body read, no parsing, no per-call state.
-            if core.budget is not None:
-                core.budget.record_success()
-            if breaker is not None:
-                breaker.record(circuit, False, core.monotonic())
-            headers = wire.response_headers(outcome)
-            if limiter is not None:
-                limiter.on_success(pace_key, core.monotonic(), headers, wall_now=core.wall())
-            wire.attach(
-                outcome, FirstSuccess(core.classifier, wire, request, headers, status, region)
-            )
-            yield Done(outcome, None)
-            return
+            raise wire.not_sent(request, local, RateLimited)
+        first.paced = paced
+    return first
+
+
+def retry_flow(first: FirstAttempt, outcome: Any) -> Generator[Command, Any, None]:
+    """The rest of a call whose first attempt did not succeed (see the module
+    docstring); ``outcome`` is that attempt's response or exception."""
+    core = first.core
+    wire = first.wire
+    request = first.request
+    policy = core.policy
+    method = wire.method(request)
+    breaker = core.breaker
+    limiter = core.limiter
+    circuit = first.circuit
+    pace_key = first.pace_key
     host = wire.host(request)
     call = CallState(
         policy,
         method=method,
         url=redact_url(wire.url(request)),
-        started=started,
-        region=region,
-        replayable=replayable,
+        started=first.started,
+        region=first.region,
+        replayable=first.replayable,
         idempotent=lambda: _carries_key(wire, request),
         budget=core.budget,
     )
-    if paced:
-        call.add_wait(paced)
+    if first.paced:
+        call.add_wait(first.paced)
     while True:
         broken: BaseException | None = None
         if isinstance(outcome, BaseException):
@@ -324,7 +371,7 @@ def call_flow(core: Core, wire: Wire[Req, Resp], request: Req) -> Generator[Comm
                 yield Done(None, outcome)
                 return
         else:
-            response: Resp = outcome
+            response: Any = outcome
             status = wire.status(response)
             if status < 400:
                 if breaker is not None:
@@ -460,7 +507,7 @@ class SyncIO(Protocol):
 class AsyncIO(Protocol):
     """The awaitable operations of an asynchronous shell."""
 
-    async def send(self, request: Any) -> Any: ...
+    def send(self, request: Any) -> Awaitable[Any]: ...
     async def read(self, response: Any) -> tuple[Any, bytes | None]: ...
     async def discard(self, response: Any) -> None: ...
 
@@ -482,9 +529,26 @@ def refuse_coroutine_functions(policy: Policy) -> None:
 
 
 def drive(
-    flow: Generator[Command, Any, None], io: SyncIO, policy: Policy, sleep: Callable[[float], Any]
+    core: Core,
+    wire: Wire[Any, Any],
+    request: Any,
+    io: SyncIO,
+    sleep: Callable[[float], Any],
 ) -> Any:
-    """Carry out ``flow`` synchronously; return its response or raise its error."""
+    """Send ``request`` and carry out its retries synchronously; return the
+    final response or raise the final error."""
+    first = admit(core, wire, request)
+    if first.paced > 0:
+        _refuse_awaitable(sleep(first.paced), "sleep")
+    try:
+        outcome = io.send(request)
+    except Exception as exc:
+        outcome = exc
+    else:
+        if first.succeeded(outcome):
+            return outcome
+    on_retry = core.policy.on_retry
+    flow = retry_flow(first, outcome)
     command = next(flow)
     while True:
         result: Any = None
@@ -501,8 +565,8 @@ def drive(
         elif type(command) is Discard:
             io.discard(command.response)
         elif type(command) is Sleep:
-            if policy.on_retry is not None and command.event is not None:
-                _refuse_awaitable(policy.on_retry(command.event), "on_retry")
+            if on_retry is not None and command.event is not None:
+                _refuse_awaitable(on_retry(command.event), "on_retry")
             if command.seconds > 0:
                 _refuse_awaitable(sleep(command.seconds), "sleep")
         else:
@@ -515,12 +579,25 @@ def drive(
 
 
 async def drive_async(
-    flow: Generator[Command, Any, None],
+    core: Core,
+    wire: Wire[Any, Any],
+    request: Any,
     io: AsyncIO,
-    policy: Policy,
     sleep: Callable[[float], Awaitable[Any]],
 ) -> Any:
-    """Carry out ``flow`` asynchronously; return its response or raise its error."""
+    """The asynchronous counterpart of :func:`drive`."""
+    first = admit(core, wire, request)
+    if first.paced > 0:
+        await _maybe_await(sleep(first.paced))
+    try:
+        outcome = await io.send(request)
+    except Exception as exc:
+        outcome = exc
+    else:
+        if first.succeeded(outcome):
+            return outcome
+    on_retry = core.policy.on_retry
+    flow = retry_flow(first, outcome)
     command = next(flow)
     while True:
         result: Any = None
@@ -537,14 +614,10 @@ async def drive_async(
         elif type(command) is Discard:
             await io.discard(command.response)
         elif type(command) is Sleep:
-            if policy.on_retry is not None and command.event is not None:
-                outcome = policy.on_retry(command.event)
-                if inspect.isawaitable(outcome):
-                    await outcome
+            if on_retry is not None and command.event is not None:
+                await _maybe_await(on_retry(command.event))
             if command.seconds > 0:
-                slept = sleep(command.seconds)
-                if inspect.isawaitable(slept):
-                    await slept
+                await _maybe_await(sleep(command.seconds))
         else:
             assert type(command) is Done
             flow.close()
@@ -552,3 +625,8 @@ async def drive_async(
                 raise command.error
             return command.response
         command = flow.send(result)
+
+
+async def _maybe_await(result: object) -> None:
+    if inspect.isawaitable(result):
+        await result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from resilience._engine import Attempt
-from resilience._flow import ATTEMPTS_KEY, FirstSuccess
+from resilience._flow import ATTEMPTS_KEY, FirstAttempt
 
 __all__ = ["attempts"]
 
@@ -21,6 +21,6 @@ def attempts(response: Any) -> list[Attempt]:
         found = extensions.get(ATTEMPTS_KEY)
     else:
         found = getattr(response, "_resilience_attempts", None)
-    if isinstance(found, FirstSuccess):
+    if isinstance(found, FirstAttempt):
         return list(found.resolve())
     return list(found) if isinstance(found, tuple) else []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -20,7 +20,6 @@ from resilience._flow import (
     ATTEMPTS_KEY,
     Core,
     History,
-    call_flow,
     drive,
     drive_async,
     refuse_coroutine_functions,
@@ -188,13 +187,11 @@ def _whole(response: httpx.Response, head: list[bytes]) -> tuple[httpx.Response,
 
 
 class _SyncIO:
-    __slots__ = ("_transport",)
+    __slots__ = ("send",)
 
     def __init__(self, transport: httpx.BaseTransport) -> None:
-        self._transport = transport
-
-    def send(self, request: httpx.Request) -> httpx.Response:
-        return self._transport.handle_request(request)
+        # The wrapped transport's own method: no frame of ours around each send.
+        self.send: Callable[[httpx.Request], httpx.Response] = transport.handle_request
 
     def read(self, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
         # Raw bytes only, at most 64 KiB of them: decoding is bounded apart, so
@@ -225,13 +222,13 @@ class _SyncIO:
 
 
 class _AsyncIO:
-    __slots__ = ("_transport",)
+    __slots__ = ("send",)
 
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        self._transport = transport
-
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        return await self._transport.handle_async_request(request)
+        # The wrapped transport's own coroutine function (see _SyncIO).
+        self.send: Callable[[httpx.Request], Awaitable[httpx.Response]] = (
+            transport.handle_async_request
+        )
 
     async def read(self, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
         length = content_length(response.headers)  # see _SyncIO.read
@@ -288,8 +285,7 @@ class ResilientTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``, retrying per the policy; return the final response."""
-        flow = call_flow(self._core, _WIRE, request)
-        response: httpx.Response = drive(flow, self._io, self.policy, self._sleep)
+        response: httpx.Response = drive(self._core, _WIRE, request, self._io, self._sleep)
         return response
 
     def close(self) -> None:
@@ -329,8 +325,9 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``, retrying per the policy; return the final response."""
-        flow = call_flow(self._core, _WIRE, request)
-        response: httpx.Response = await drive_async(flow, self._io, self.policy, self._sleep)
+        response: httpx.Response = await drive_async(
+            self._core, _WIRE, request, self._io, self._sleep
+        )
         return response
 
     async def aclose(self) -> None:

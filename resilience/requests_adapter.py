@@ -27,7 +27,7 @@ from urllib3.util.retry import Retry
 
 from resilience._classification import Classification
 from resilience._engine import ErrorKind
-from resilience._flow import Core, History, call_flow, drive, refuse_coroutine_functions
+from resilience._flow import Core, History, drive, refuse_coroutine_functions
 from resilience._policy import Policy
 from resilience._response import MAX_BODY, ResponseView, content_length
 from resilience.errors import ResilienceError, mixed_class
@@ -281,7 +281,6 @@ class ResilientAdapter(HTTPAdapter):
         Takes the keyword arguments of ``HTTPAdapter.send`` (``stream``,
         ``timeout``, ``verify``, ``cert``, ``proxies``) and passes them on.
         """
-        flow = call_flow(self._core, _WIRE, request)
         io = _RequestsIO(self, kwargs)
-        response: requests.Response = drive(flow, io, self.policy, self._sleep)
+        response: requests.Response = drive(self._core, _WIRE, request, io, self._sleep)
         return response
