@@ -226,7 +226,14 @@ def test_plugin_provides_a_started_vendor_simulator_fixture(pytester: pytest.Pyt
         """
     )
     result = pytester.runpytest_inprocess(
-        "-p", "no:resilience", "-p", "resilience.testing._plugin", "-p", "no:cacheprovider"
+        "-p",
+        "no:resilience",
+        "-p",
+        "resilience.testing._plugin",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
     )
     result.assert_outcomes(passed=1)
 
