@@ -111,7 +111,10 @@ def run(
         "settings": settings.as_dict(),
         "elapsed_s": time.perf_counter() - started,
     }
-    return _clean({"meta": meta, "scenarios": results, "targets": evaluate_targets(results)})
+    clean: dict[str, Any] = _clean(
+        {"meta": meta, "scenarios": results, "targets": evaluate_targets(results)}
+    )
+    return clean
 
 
 def main(argv: Sequence[str] | None = None) -> int:

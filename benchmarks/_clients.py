@@ -368,6 +368,7 @@ def in_process_resilient_adapter() -> Iterator[None]:
     original = getattr(module, "_RequestsIO", None)
     if original is None or not callable(getattr(original, "send", None)):
         raise Skip("resilience.requests_adapter._RequestsIO changed; no in-process hook")
+    base: Any = original
 
     class _InProcessIO(original):  # type: ignore[misc,valid-type]
         __slots__ = ()
@@ -376,14 +377,14 @@ def in_process_resilient_adapter() -> Iterator[None]:
             adapter = self._adapter
             if type(adapter) is InProcessResilientAdapter:
                 return canned_requests_response(adapter, request)
-            response: requests.Response = original.send(self, request)
+            response: requests.Response = base.send(self, request)
             return response
 
-    module._RequestsIO = _InProcessIO
+    setattr(module, "_RequestsIO", _InProcessIO)  # noqa: B010 (a class, not a value)
     try:
         yield
     finally:
-        module._RequestsIO = original
+        setattr(module, "_RequestsIO", original)  # noqa: B010
 
 
 # -- builders ------------------------------------------------------------------------

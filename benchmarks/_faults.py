@@ -155,6 +155,7 @@ def plan(per_kind: int, seed: int) -> list[Planned]:
 def _request(sim: VendorSimulator, call: Planned, key: str) -> tuple[str, str, dict[str, str], Any]:
     """``(method, url, headers, json)`` of a planned call."""
     headers = {"X-Sim-Key": key}
+    body: dict[str, Any]
     if call.kind == "420-region":
         body = {"id": f"s-{key}", "location": "eu-west", "image": "bench/game:1"}
         return "POST", sim.base("gameye") + "/session", headers, body

@@ -256,7 +256,8 @@ def _row(result: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
         return None
     for row in result["rows"]:
         if row["key"] == key and "skipped" not in row:
-            return row
+            found: dict[str, Any] = row
+            return found
     return None
 
 
@@ -280,7 +281,7 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
                 "limit": f"≤ {limit:.2f}x",
                 "measured": _ratio3(value),
                 "value": value,
-                "pass": (value <= limit) if _ok(value) else None,
+                "pass": (value <= limit) if value is not None and _ok(value) else None,
             }
         )
 
@@ -322,8 +323,7 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
     )
     faults = scenarios.get("faults")
     if faults:
-        rows = [(_row(faults, key), shell) for key, shell in _SHELLS]
-        rows = [(row, shell) for row, shell in rows if row is not None]
+        rows = [(row, shell) for key, shell in _SHELLS if (row := _row(faults, key)) is not None]
 
         def fault_target(name: str, limit: str, field: str, fmt: Any, good: Any) -> None:
             values = [row.get(field) for row, _ in rows]
