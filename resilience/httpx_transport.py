@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import httpx
@@ -323,12 +323,15 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         self._io = _AsyncIO(self._transport)
         self._sleep = self.policy.sleep or asyncio.sleep
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request``, retrying per the policy; return the final response."""
-        response: httpx.Response = await drive_async(
-            self._core, _WIRE, request, self._io, self._sleep
-        )
-        return response
+    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
+        """Send ``request``, retrying per the policy; return the final response.
+
+        Awaited like the base method: it hands back the coroutine of the retry
+        loop itself, so each call runs in one coroutine of ours, not two (every
+        time the wrapped transport waits on its socket and resumes, the resume
+        passes through each coroutine above it).
+        """
+        return drive_async(self._core, _WIRE, request, self._io, self._sleep)
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""
