@@ -42,9 +42,7 @@ import multiprocessing
 import os
 import queue
 import shutil
-import socket
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -61,6 +59,7 @@ from benchmarks._settings import Settings
 from benchmarks._sim import served
 from benchmarks._timing import Progress
 from resilience.stores import RedisStore
+from resilience.testing import running_redis
 
 __all__ = ["CONTENDERS", "run_fleet"]
 
@@ -73,7 +72,6 @@ WINDOW = "sliding"
 #: The longest a fleet may take before the run gives up on it.
 _TIMEOUT = 900.0
 _START_TIMEOUT = 120.0
-_REDIS_START_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -288,22 +286,6 @@ class Fleet:
 # -- redis-server ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @dataclass(frozen=True)
 class Redis:
     """A running ``redis-server`` (``url``), or why there is none (``missing``)."""
@@ -328,7 +310,7 @@ def _redis_version(binary: str) -> str | None:
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[Redis]:
-    """A ``redis-server`` on 127.0.0.1 (no persistence, a temporary directory).
+    """A ``redis-server`` on 127.0.0.1 (:func:`resilience.testing.running_redis`).
 
     Yields a :class:`Redis` whose ``missing`` says why there is none when
     ``redis-server`` is not installed, redis-py is not importable, or the server
@@ -343,39 +325,13 @@ def redis_server() -> Iterator[Redis]:
     except ImportError:
         yield Redis(None, missing="redis-py is not installed (pip install redis)")
         return
-    with tempfile.TemporaryDirectory(prefix="resilience-bench-redis-") as tmp:
-        process: subprocess.Popen[bytes] | None = None
-        port = 0
-        for _ in range(3):  # the free port may be taken before the server binds it
-            port = _free_port()
-            process = subprocess.Popen(
-                [
-                    *(binary, "--port", str(port), "--bind", "127.0.0.1"),
-                    *("--dir", tmp, "--save", "", "--appendonly", "no"),
-                    *("--daemonize", "no", "--loglevel", "warning"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=tmp,
-            )
-            deadline = time.monotonic() + _REDIS_START_TIMEOUT
-            while time.monotonic() < deadline and process.poll() is None:
-                if _answers_ping(port):
-                    break
-                time.sleep(0.01)
-            if process.poll() is None and _answers_ping(port):
-                break
-            process.kill()
-            process.wait()
-            process = None
-        if process is None:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_redis(binary=binary))
+        except RuntimeError:
             yield Redis(None, missing="redis-server did not start")
             return
-        try:
-            yield Redis(f"redis://127.0.0.1:{port}/0", _redis_version(binary))
-        finally:
-            process.kill()
-            process.wait(timeout=10)
+        yield Redis(server.url, _redis_version(binary))
 
 
 # -- the scenario --------------------------------------------------------------------------

@@ -1,10 +1,8 @@
-"""A real ``redis-server`` for tests: 127.0.0.1, a free port, a temporary directory.
+"""A real ``redis-server`` for tests (:func:`resilience.testing.running_redis`).
 
-``running_redis()`` starts one and stops it afterwards; ``server.stop()`` kills it
-early (to test what happens when Redis dies). When ``redis-server`` is not
-installed the test is skipped with a clear message, except in CI (the ``CI``
-environment variable is set), where a missing server fails the test: CI must
-run the Redis tests, not skip them silently.
+When ``redis-server`` is not installed the test is skipped with a clear
+message, except in CI (the ``CI`` environment variable is set), where a missing
+server fails the test: CI must run the Redis tests, not skip them silently.
 """
 
 from __future__ import annotations
@@ -12,18 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-__all__ = ["RedisServer", "free_port", "redis_server_binary", "running_redis"]
+from resilience.testing import RedisServer, free_port
+from resilience.testing import running_redis as _running_redis
 
-_START_TIMEOUT = 10.0
+__all__ = ["RedisServer", "free_port", "redis_server_binary", "running_redis"]
 
 
 def redis_server_binary() -> str:
@@ -40,90 +34,8 @@ def redis_server_binary() -> str:
     pytest.skip(message)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """One ``redis-server`` process, without persistence, in its own directory."""
-
-    def __init__(self, binary: str, directory: Path, port: int | None = None) -> None:
-        self.binary = binary
-        self.directory = directory
-        self.port = free_port() if port is None else port
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    def start(self) -> None:
-        """Start the server and wait until it answers ``PING``."""
-        log = (self.directory / f"redis-{self.port}.log").open("ab")
-        self._process = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--dir", str(self.directory), "--save", "", "--appendonly", "no"),
-                *("--daemonize", "no", "--loglevel", "warning"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.directory,
-        )
-        log.close()
-        deadline = time.monotonic() + _START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            if _answers_ping(self.port):
-                return
-            time.sleep(0.01)
-        self.stop()
-        text = (self.directory / f"redis-{self.port}.log").read_text(errors="replace")
-        raise RuntimeError(f"redis-server did not start on port {self.port}:\n{text[-2000:]}")
-
-    def stop(self) -> None:
-        """Kill the server at once (SIGKILL: no goodbye to its clients) and reap it."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def running_redis(port: int | None = None) -> Iterator[RedisServer]:
-    """A started :class:`RedisServer`, stopped and cleaned up on exit."""
-    binary = redis_server_binary()
-    with tempfile.TemporaryDirectory(prefix="resilience-redis-") as tmp:
-        server = RedisServer(binary, Path(tmp), port)
-        for attempt in range(3):  # the free port may be taken before the server binds it
-            try:
-                server.start()
-                break
-            except RuntimeError:
-                if attempt == 2 or port is not None:
-                    raise
-                server = RedisServer(binary, Path(tmp))
-        try:
-            yield server
-        finally:
-            server.stop()
+    """A started :class:`RedisServer` (skipped, or failed in CI, without one)."""
+    with _running_redis(port, binary=redis_server_binary()) as server:
+        yield server

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pytest
 import redis
 
+import resilience.testing
 from resilience.stores import Bucket, MemoryStore, RedisStore, Store
 from tests._redis import free_port, running_redis
 
@@ -369,3 +370,15 @@ def test_the_warning_shows_no_credentials(caplog: pytest.LogCaptureFixture) -> N
 def test_importing_the_stores_does_not_import_redis() -> None:
     code = "import sys, resilience.stores; assert 'redis' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_running_redis_without_a_server_binary_says_how_to_install_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "")
+
+    with (
+        pytest.raises(FileNotFoundError, match="apt-get install redis-server"),
+        resilience.testing.running_redis(),
+    ):
+        pass

@@ -5,9 +5,21 @@ Gameye, 8bitedge and Playwave envelopes and answers with scripted faults
 (:class:`Reply`), behind an optional per-key rate limit
 (:meth:`VendorSimulator.enforce_rate_limit`). The pytest fixture
 ``vendor_simulator`` gives a started one.
+
+:func:`running_redis` starts a throwaway ``redis-server`` on 127.0.0.1 for
+tests of :class:`~resilience.stores.RedisStore` (:class:`RedisServer` can kill
+it mid-test).
 """
 
+from resilience.testing._redis import RedisServer, free_port, running_redis
 from resilience.testing._replies import Reply
 from resilience.testing._simulator import RecordedRequest, VendorSimulator
 
-__all__ = ["RecordedRequest", "Reply", "VendorSimulator"]
+__all__ = [
+    "RecordedRequest",
+    "RedisServer",
+    "Reply",
+    "VendorSimulator",
+    "free_port",
+    "running_redis",
+]
