@@ -16,7 +16,7 @@ import email.utils
 import importlib
 import io
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -658,3 +658,21 @@ def close(client: Client, loop: asyncio.AbstractEventLoop | None) -> None:
         loop.run_until_complete(client.close())
     else:
         client.close()
+
+
+def close_all(clients: Iterable[Client], loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close every client; one that fails to close does not keep the others open."""
+    for client in clients:
+        with contextlib.suppress(Exception):
+            close(client, loop)
+
+
+def describe(contender: Contender) -> dict[str, Any]:
+    """The fields every result row starts with: who the contender is and its set-up."""
+    return {
+        "key": contender.key,
+        "label": contender.label,
+        "family": contender.family,
+        "role": contender.role,
+        "config": config_note(contender),
+    }

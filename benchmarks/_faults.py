@@ -9,7 +9,6 @@ retried, and the gaps after each ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections import Counter, defaultdict
@@ -25,8 +24,8 @@ from benchmarks._clients import (
     Target,
     Tuning,
     build,
-    close,
-    config_note,
+    close_all,
+    describe,
 )
 from benchmarks._settings import BACKOFF, RETRY_AFTER, Settings
 from benchmarks._success import BARE
@@ -324,9 +323,7 @@ def run_faults(settings: Settings, progress: Progress, *, seed: int = 7) -> dict
                             f"{totals.get('requests', 0)} requests, {wall:.2f} s",
                         )
             finally:
-                for client in clients.values():
-                    with contextlib.suppress(Exception):
-                        close(client, loop)
+                close_all(clients.values(), loop)
     finally:
         loop.close()
     return _summarise(results, skipped, settings)
@@ -337,13 +334,7 @@ def _summarise(
 ) -> dict[str, Any]:
     rows = []
     for contender in CONTENDERS:
-        row: dict[str, Any] = {
-            "key": contender.key,
-            "label": contender.label,
-            "family": contender.family,
-            "role": contender.role,
-            "config": config_note(contender),
-        }
+        row = describe(contender)
         runs = results.get(contender.key)
         if not runs:
             row["skipped"] = skipped.get(contender.key, "not run")

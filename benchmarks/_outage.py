@@ -16,7 +16,17 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks._clients import CONTENDERS, Client, Contender, Skip, Target, Tuning, build, close
+from benchmarks._clients import (
+    CONTENDERS,
+    Client,
+    Contender,
+    Skip,
+    Target,
+    Tuning,
+    build,
+    close,
+    describe,
+)
 from benchmarks._settings import Settings
 from benchmarks._timing import Progress
 from resilience.testing import Reply, VendorSimulator
@@ -85,10 +95,7 @@ def run_outage(settings: Settings, progress: Progress) -> dict[str, Any]:
             for variant in _variants(settings):
                 contender = variant.contender
                 row: dict[str, Any] = {
-                    "key": contender.key,
-                    "label": contender.label,
-                    "family": contender.family,
-                    "role": contender.role,
+                    **describe(contender),
                     "budget": variant.budget,
                     "backoff": "0.5 s (default)" if variant.tuning.defaults else "0",
                     "windows": [],

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
 import httpx
 
-from benchmarks._clients import CONTENDERS, Client, Skip, Target, build, close, config_note
+from benchmarks._clients import CONTENDERS, Client, Skip, Target, build, close_all, describe
 from benchmarks._settings import Settings
 from benchmarks._sim import served
 from benchmarks._timing import Progress, round_orders, summarise
@@ -101,21 +100,13 @@ def run_scale(
                             + (f", {failed} failed" if failed else ""),
                         )
             finally:
-                for client in clients.values():
-                    with contextlib.suppress(Exception):
-                        close(client, loop)
+                close_all(clients.values(), loop)
     finally:
         loop.close()
     rows = []
     bare = samples.get(SCALE_KEYS[0])
     for contender in contenders:
-        row: dict[str, Any] = {
-            "key": contender.key,
-            "label": contender.label,
-            "family": contender.family,
-            "role": contender.role,
-            "config": config_note(contender),
-        }
+        row = describe(contender)
         if contender.key not in samples:
             row["skipped"] = skipped.get(contender.key, "not run")
         else:

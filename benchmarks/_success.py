@@ -15,8 +15,8 @@ from benchmarks._clients import (
     Skip,
     Target,
     build,
-    close,
-    config_note,
+    close_all,
+    describe,
     in_process_resilient_adapter,
 )
 from benchmarks._settings import Settings
@@ -156,20 +156,12 @@ def run_success(
                             f"{labels[key]}: median call {samples[key][-1]:.1f} µs",
                         )
             finally:
-                for client in clients.values():
-                    with contextlib.suppress(Exception):
-                        close(client, loop)
+                close_all(clients.values(), loop)
     finally:
         loop.close()
     rows = []
     for contender in CONTENDERS:
-        row: dict[str, Any] = {
-            "key": contender.key,
-            "label": contender.label,
-            "family": contender.family,
-            "role": contender.role,
-            "config": config_note(contender),
-        }
+        row = describe(contender)
         if contender.key in skipped or contender.key not in samples:
             row["skipped"] = skipped.get(contender.key, "not run")
         else:
