@@ -363,11 +363,11 @@ def in_process_resilient_adapter() -> Iterator[None]:
     Raises:
         Skip: the library's requests adapter no longer has ``_RequestsIO``.
     """
-    from resilience import requests_adapter as module
+    from resilience.shells import requests_adapter as module
 
     original = getattr(module, "_RequestsIO", None)
     if original is None or not callable(getattr(original, "send", None)):
-        raise Skip("resilience.requests_adapter._RequestsIO changed; no in-process hook")
+        raise Skip("resilience.shells.requests_adapter._RequestsIO changed; no in-process hook")
     base: Any = original
 
     class _InProcessIO(original):  # type: ignore[misc,valid-type]

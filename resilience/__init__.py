@@ -9,15 +9,11 @@ policy engine.
 import logging as _logging
 
 from resilience import regions, stores
-from resilience._breaker import CircuitBreaker
-from resilience._budget import RetryBudget
-from resilience._classification import Category, Classification
-from resilience._classifier import classify
-from resilience._engine import Attempt, RetryEvent
-from resilience._history import attempts
-from resilience._policy import Policy
-from resilience._rate_limit import RateLimit
 from resilience._version import __version__
+from resilience.core.classification import Category, Classification
+from resilience.core.classifier import classify
+from resilience.core.engine import Attempt, RetryEvent
+from resilience.core.policy import Policy
 from resilience.detectors import Detector, register_detector, registered_detectors
 from resilience.errors import (
     BusinessRejected,
@@ -36,9 +32,17 @@ from resilience.errors import (
     SessionLost,
     Unauthorized,
 )
-from resilience.hooks import async_httpx_event_hooks, httpx_event_hooks, requests_response_hook
-from resilience.httpx_transport import AsyncResilientTransport, ResilientTransport
-from resilience.requests_adapter import ResilientAdapter
+from resilience.shells.history import attempts
+from resilience.shells.hooks import (
+    async_httpx_event_hooks,
+    httpx_event_hooks,
+    requests_response_hook,
+)
+from resilience.shells.httpx_transport import AsyncResilientTransport, ResilientTransport
+from resilience.shells.requests_adapter import ResilientAdapter
+from resilience.strategies.breaker import CircuitBreaker
+from resilience.strategies.budget import RetryBudget
+from resilience.strategies.rate_limit import RateLimit
 
 # A library logs; the application decides where it goes.
 _logging.getLogger("resilience").addHandler(_logging.NullHandler())

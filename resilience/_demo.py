@@ -18,12 +18,16 @@ from typing import Any
 import httpx
 import requests
 
-from resilience._engine import Attempt
-from resilience._history import attempts
+from resilience.core.engine import Attempt
 from resilience.errors import ResilienceError
-from resilience.hooks import async_httpx_event_hooks, httpx_event_hooks, requests_response_hook
-from resilience.httpx_transport import AsyncResilientTransport, ResilientTransport
-from resilience.requests_adapter import ResilientAdapter
+from resilience.shells.history import attempts
+from resilience.shells.hooks import (
+    async_httpx_event_hooks,
+    httpx_event_hooks,
+    requests_response_hook,
+)
+from resilience.shells.httpx_transport import AsyncResilientTransport, ResilientTransport
+from resilience.shells.requests_adapter import ResilientAdapter
 from resilience.testing import Reply, VendorSimulator
 
 __all__ = ["CallReport", "run_demo"]

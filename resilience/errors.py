@@ -33,9 +33,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resilience._classification import Category, Classification
-from resilience._engine import Attempt
-from resilience._redact import redact_url
+from resilience.core.classification import Category, Classification
+from resilience.core.engine import Attempt
+from resilience.core.redact import redact_url
 
 __all__ = [
     "BusinessRejected",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resilience._backoff import JITTERS, jittered, nominal, schedule
+from resilience.core.backoff import JITTERS, jittered, nominal, schedule
 
 
 class RecordingUniform:

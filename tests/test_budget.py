@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from resilience import Category, Classification, Policy, RetryBudget
-from resilience._budget import BudgetState
-from resilience._engine import Action, CallState, ErrorKind
+from resilience.core.engine import Action, CallState, ErrorKind
+from resilience.strategies.budget import BudgetState
 
 NOW = 0.0
 DOWN = Classification.of("generic", Category.TRANSIENT, 503)

@@ -17,7 +17,7 @@ KEY = ("api.example", None)
 URL = "https://api.example/v1/me"
 
 
-def breaker(**kw: object) -> resilience._breaker.BreakerState:
+def breaker(**kw: object) -> resilience.strategies.breaker.BreakerState:
     config = {"failure_ratio": 0.5, "min_calls": 4, "window": 10.0, "open_for": 5.0, **kw}
     return CircuitBreaker(**config).new_state()  # type: ignore[arg-type]
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from resilience import Category, Classification, Detector, classify, register_detector
-from resilience._response import MAX_BODY, ResponseView
+from resilience.core.response import MAX_BODY, ResponseView
 from resilience.detectors import _registry, registered_detectors, unregister_detector
 from tests._responses import LIBRARIES, Respond, responder
 

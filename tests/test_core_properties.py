@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from resilience import Category, Classification, Policy, classify
-from resilience._backoff import JITTERS, nominal
-from resilience._classification import RETRYABLE
-from resilience._engine import Action, CallState, Decision, ErrorKind
+from resilience.core.backoff import JITTERS, nominal
+from resilience.core.classification import RETRYABLE
+from resilience.core.engine import Action, CallState, Decision, ErrorKind
 from resilience.regions import JsonField, RequestParts
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None)

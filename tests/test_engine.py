@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from resilience import Category, Classification, Policy
-from resilience._engine import Action, CallState, Decision, ErrorKind
+from resilience.core.engine import Action, CallState, Decision, ErrorKind
 
 URL = "https://api.gameye.io/session"
 STARTED = 1000.0

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from resilience._rate_limit import RateLimit
 from resilience.stores import RedisStore
+from resilience.strategies.rate_limit import RateLimit
 from tests._redis import RedisServer, running_redis
 
 RATE = 20.0  # N per second, shared by the fleet

@@ -40,8 +40,8 @@ from requests.structures import CaseInsensitiveDict
 
 import resilience
 from resilience import Category, classify
-from resilience._response import ResponseView
-from resilience._retry_after import parse_retry_after
+from resilience.core.response import ResponseView
+from resilience.core.retry_after import parse_retry_after
 from resilience.detectors import (
     EightBitEdgeDetector,
     GameyeDetector,

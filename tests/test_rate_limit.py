@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilience._rate_limit import (
+from resilience.stores import MemoryStore, RedisStore
+from resilience.strategies.rate_limit import (
     BETA,
     F_MIN,
     MAX_HOLD,
@@ -23,7 +24,6 @@ from resilience._rate_limit import (
     RateLimiter,
     read_limit_headers,
 )
-from resilience.stores import MemoryStore, RedisStore
 from tests._redis import running_redis
 
 KEY = "api.8bitedge.example"

@@ -10,8 +10,8 @@ import pytest
 
 import resilience
 from resilience import CircuitBreaker, RetryBudget
-from resilience._shared import SharedBreakerState, SharedBudgetState
 from resilience.stores import MemoryStore, RedisStore, Store
+from resilience.strategies.shared import SharedBreakerState, SharedBudgetState
 from tests._redis import running_redis
 
 KEY = ("api.example", None)

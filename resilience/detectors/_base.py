@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from resilience._classification import Category, Classification
-from resilience._response import ResponseView
+from resilience.core.classification import Category, Classification
+from resilience.core.response import ResponseView
 
 __all__ = ["Detector", "status_category", "text_or_none", "trace_header"]
 

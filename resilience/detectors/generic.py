@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from resilience._classification import Classification
-from resilience._response import ResponseView
+from resilience.core.classification import Classification
+from resilience.core.response import ResponseView
 from resilience.detectors._base import status_category, text_or_none, trace_header
 
 __all__ = ["GenericDetector"]

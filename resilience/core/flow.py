@@ -8,7 +8,7 @@ commands (send this request, read this body, discard this response, sleep,
 done) and receives their results. The requests adapter and the httpx
 transports only carry them out, synchronously (:func:`drive`) or
 asynchronously (:func:`drive_async`). All decisions come from
-:class:`~resilience._engine.CallState`.
+:class:`~resilience.core.engine.CallState`.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from resilience._breaker import Circuits
-from resilience._budget import Budget
-from resilience._classification import Category, Classification
-from resilience._classifier import Classifier
-from resilience._engine import UNSAFE_METHODS, Action, Attempt, CallState, ErrorKind, RetryEvent
-from resilience._policy import Policy
-from resilience._rate_limit import RateLimiter
-from resilience._redact import redact_url
-from resilience._response import ResponseView
-from resilience._shared import SharedBreakerState, SharedBudgetState
+from resilience.core.classification import Category, Classification
+from resilience.core.classifier import Classifier
+from resilience.core.engine import UNSAFE_METHODS, Action, Attempt, CallState, ErrorKind, RetryEvent
+from resilience.core.policy import Policy
+from resilience.core.redact import redact_url
+from resilience.core.response import ResponseView
 from resilience.errors import CircuitOpen, RateLimited, ResilienceError
 from resilience.regions import JsonField, RegionLocator
+from resilience.strategies.breaker import Circuits
+from resilience.strategies.budget import Budget
+from resilience.strategies.rate_limit import RateLimiter
+from resilience.strategies.shared import SharedBreakerState, SharedBudgetState
 
 __all__ = [
     "ATTEMPTS_KEY",

@@ -89,7 +89,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import overload
 
-from resilience._retry_after import parse_retry_after
+from resilience.core.retry_after import parse_retry_after
 from resilience.stores import Bucket, MemoryStore, Store
 
 __all__ = ["LimitHeaders", "RateLimit", "RateLimiter", "read_limit_headers"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from resilience._engine import Attempt
-from resilience._flow import ATTEMPTS_KEY, FirstAttempt
+from resilience.core.engine import Attempt
+from resilience.core.flow import ATTEMPTS_KEY, FirstAttempt
 
 __all__ = ["attempts"]
 

@@ -2,8 +2,8 @@
 
 With ``store=RedisStore(...)`` every process (and machine) using the same Redis
 shares one retry budget and one set of circuits, so a fleet stops retrying,
-and fails fast, together. The rules are those of :mod:`resilience._budget` and
-:mod:`resilience._breaker`; only where the numbers live changes:
+and fails fast, together. The rules are those of :mod:`resilience.strategies.budget` and
+:mod:`resilience.strategies.breaker`; only where the numbers live changes:
 
 * budget: one value, ``retry-budget``, moved by atomic ``incr`` within
   ``[0, max_tokens]``;
@@ -25,9 +25,9 @@ import math
 import time
 from collections.abc import Callable
 
-from resilience._breaker import CircuitBreaker
-from resilience._budget import RetryBudget
 from resilience.stores import Store
+from resilience.strategies.breaker import CircuitBreaker
+from resilience.strategies.budget import RetryBudget
 
 __all__ = ["SharedBreakerState", "SharedBudgetState"]
 

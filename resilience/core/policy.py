@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resilience._backoff import JITTERS, schedule
-from resilience._breaker import CircuitBreaker
-from resilience._budget import RetryBudget
-from resilience._rate_limit import RateLimit
+from resilience.core.backoff import JITTERS, schedule
 from resilience.detectors import Detector
 from resilience.regions import RegionLocator
 from resilience.stores import Store
+from resilience.strategies.breaker import CircuitBreaker
+from resilience.strategies.budget import RetryBudget
+from resilience.strategies.rate_limit import RateLimit
 
 __all__ = ["DEFAULT_BUDGET", "Policy"]
 
@@ -45,7 +45,7 @@ class Policy:
         backoff_multiplier: growth of the delay per retry (``1.0``: constant).
         backoff_max: cap on one backoff delay, before jitter.
         jitter: ``"full"``, ``"equal"``, ``"decorrelated"`` or ``"none"``; the
-            formulas are in :mod:`resilience._backoff`.
+            formulas are in :mod:`resilience.core.backoff`.
         respect_retry_after: wait what ``Retry-After`` says instead of backoff
             (``False``: ignore the header and use backoff).
         retry_after_max: a ``Retry-After`` longer than this is not waited (one

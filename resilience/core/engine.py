@@ -15,10 +15,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from resilience._backoff import Uniform, jittered, nominal
-from resilience._budget import Budget
-from resilience._classification import Category, Classification
-from resilience._policy import Policy
+from resilience.core.backoff import Uniform, jittered, nominal
+from resilience.core.classification import Category, Classification
+from resilience.core.policy import Policy
+from resilience.strategies.budget import Budget
 
 __all__ = [
     "Action",

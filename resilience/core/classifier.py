@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from resilience._classification import Category, Classification
-from resilience._response import ResponseView, parse_json, view_of
-from resilience._retry_after import parse_retry_after
+from resilience.core.classification import Category, Classification
+from resilience.core.response import ResponseView, parse_json, view_of
+from resilience.core.retry_after import parse_retry_after
 from resilience.detectors import Detector, GenericDetector, registered_detectors
 from resilience.detectors._base import trace_header
 

@@ -1,0 +1,126 @@
+"""State for one process: :class:`MemoryStore`."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+
+from resilience.stores.base import Bucket, check_cost, check_ttl, full_at, refill, wait_for
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """State for one process, guarded by a lock.
+
+    Uses the ``now`` it is given, so every caller of one ``MemoryStore`` must use
+    the same clock. Expired entries are swept every few hundred writes.
+    """
+
+    __slots__ = ("_buckets", "_lock", "_values", "_writes")
+
+    _SWEEP_EVERY = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # key -> (tokens, at, expires); key -> (value, expires)
+        self._buckets: dict[str, tuple[float, float, float]] = {}
+        self._values: dict[str, tuple[float, float]] = {}
+        self._writes = 0
+
+    def __len__(self) -> int:
+        """Entries held, the expired ones not swept yet included."""
+        return len(self._buckets) + len(self._values)
+
+    def take(
+        self, buckets: Sequence[Bucket], cost: float, now: float, max_wait: float = math.inf
+    ) -> float:
+        """See :meth:`Store.take`."""
+        check_cost(cost)
+        with self._lock:
+            states = [refill(self._bucket(b.key, now), b, now) for b in buckets]
+            wait = max(
+                (wait_for(t, at, b, cost, now) for (t, at), b in zip(states, buckets, strict=True)),
+                default=0.0,
+            )
+            if wait <= max_wait:
+                for (tokens, at), b in zip(states, buckets, strict=True):
+                    tokens -= cost
+                    self._buckets[b.key] = (tokens, at, full_at(tokens, at, b))
+                self._wrote(now)
+            return wait
+
+    def hold(
+        self, buckets: Sequence[Bucket], seconds: float, now: float, cost: float = 1.0
+    ) -> None:
+        """See :meth:`Store.hold`."""
+        check_cost(seconds, "seconds")
+        check_cost(cost)
+        until = now + seconds
+        with self._lock:
+            for b in buckets:
+                tokens, at = refill(self._bucket(b.key, now), b, now)
+                if until > now + wait_for(tokens, at, b, cost, now):
+                    tokens, at = min(b.capacity, cost), until
+                    self._buckets[b.key] = (tokens, at, full_at(tokens, at, b))
+            self._wrote(now)
+
+    def get(self, key: str, now: float) -> float | None:
+        """See :meth:`Store.get`."""
+        with self._lock:
+            entry = self._values.get(key)
+            if entry is None or entry[1] <= now:
+                return None
+            return entry[0]
+
+    def set(self, key: str, value: float, ttl: float, now: float) -> None:
+        """See :meth:`Store.set`."""
+        check_ttl(ttl)
+        with self._lock:
+            self._values[key] = (float(value), now + ttl)
+            self._wrote(now)
+
+    def incr(
+        self,
+        key: str,
+        amount: float,
+        ttl: float,
+        now: float,
+        *,
+        initial: float = 0.0,
+        low: float = -math.inf,
+        high: float = math.inf,
+    ) -> float:
+        """See :meth:`Store.incr`."""
+        check_ttl(ttl)
+        with self._lock:
+            entry = self._values.get(key)
+            value = initial if entry is None or entry[1] <= now else entry[0]
+            value = max(low, min(high, value + amount))
+            self._values[key] = (value, now + ttl)
+            self._wrote(now)
+            return value
+
+    def purge(self, now: float) -> int:
+        """Drop every expired entry now; returns the number of entries left."""
+        with self._lock:
+            self._sweep(now)
+            return len(self._buckets) + len(self._values)
+
+    def _bucket(self, key: str, now: float) -> tuple[float, float] | None:
+        entry = self._buckets.get(key)
+        if entry is None or entry[2] <= now:
+            return None
+        return entry[0], entry[1]
+
+    def _wrote(self, now: float) -> None:
+        self._writes += 1
+        if self._writes % self._SWEEP_EVERY == 0:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, e in self._buckets.items() if e[2] <= now]:
+            del self._buckets[key]
+        for key in [k for k, e in self._values.items() if e[1] <= now]:
+            del self._values[key]

@@ -1,0 +1,346 @@
+"""State shared by every process and machine using one Redis: :class:`RedisStore`."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+from resilience.stores.base import Bucket, check_cost, check_ttl
+from resilience.stores.memory import MemoryStore
+
+__all__ = ["RedisStore", "SupportsScripts"]
+
+_log = logging.getLogger("resilience")
+
+_T = TypeVar("_T")
+
+
+# Shared prologue: the server's clock, and numbers written back with full precision
+# (Lua's tostring keeps 14 digits; a Redis reply would truncate a Lua number to an
+# integer, so numbers travel as strings).
+_LUA_PROLOGUE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local function num(x) return string.format('%.17g', x) end
+local function load(key, rate, cap)
+  local s = redis.call('HMGET', key, 'b', 't')
+  local b, at = tonumber(s[1]), tonumber(s[2])
+  if b == nil or at == nil then return cap, now end
+  if now > at then b = b + (now - at) * rate; at = now end
+  return math.min(cap, b), at
+end
+local function save(key, b, at, rate, cap)
+  local ttl = (at - now) + math.max(0, cap - b) / rate
+  redis.call('HSET', key, 'b', num(b), 't', num(at))
+  redis.call('PEXPIRE', key, string.format('%d', math.ceil(ttl * 1000) + 1))
+end
+"""
+
+# KEYS: the buckets. ARGV: cost, max_wait, then rate and capacity of each bucket.
+_LUA_TAKE = (
+    _LUA_PROLOGUE
+    + """
+local cost, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2])
+local wait, bs, ats = 0, {}, {}
+for i = 1, #KEYS do
+  local rate, cap = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
+  local b, at = load(KEYS[i], rate, cap)
+  local w = (at - now) + math.max(0, math.min(cost, cap) - b) / rate
+  if w > wait then wait = w end
+  bs[i], ats[i] = b, at
+end
+if wait <= max_wait then
+  for i = 1, #KEYS do
+    save(KEYS[i], bs[i] - cost, ats[i], tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2]))
+  end
+end
+return num(wait)
+"""
+)
+
+# KEYS: the buckets. ARGV: seconds, cost, then rate and capacity of each bucket.
+_LUA_HOLD = (
+    _LUA_PROLOGUE
+    + """
+local hold_end, cost = now + tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 1, #KEYS do
+  local rate, cap = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
+  local b, at = load(KEYS[i], rate, cap)
+  local need = math.min(cost, cap)
+  if hold_end > at + math.max(0, need - b) / rate then
+    save(KEYS[i], need, hold_end, rate, cap)
+  end
+end
+return 1
+"""
+)
+
+# KEYS[1]: the value. ARGV: amount, initial, low, high, ttl in ms.
+_LUA_INCR = """
+local v = tonumber(redis.call('GET', KEYS[1])) or tonumber(ARGV[2])
+v = math.max(tonumber(ARGV[3]), math.min(tonumber(ARGV[4]), v + tonumber(ARGV[1])))
+local out = string.format('%.17g', v)
+redis.call('SET', KEYS[1], out, 'PX', ARGV[5])
+return out
+"""
+
+# GET and SET go through scripts too, so that a client is only asked for scripts.
+_LUA_GET = "return redis.call('GET', KEYS[1])"
+_LUA_SET = "return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])"
+
+_BIG = 1.7976931348623157e308  # Lua 5.1's tonumber() may not read "inf"
+
+
+def _arg(value: float) -> str:
+    """A float as a script argument, exactly (``repr`` round-trips)."""
+    if math.isinf(value):
+        return repr(_BIG if value > 0 else -_BIG)
+    return repr(float(value))
+
+
+def _ms(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds * 1000.0)))
+
+
+class SupportsScripts(Protocol):
+    """What :class:`RedisStore` needs of a client: ``redis.Redis`` and ``RedisCluster`` fit."""
+
+    def register_script(self, script: str) -> Any:
+        """A callable running ``script`` by EVALSHA, loading it again when Redis lost it."""
+        ...
+
+
+class RedisStore:
+    """State shared by every process and machine using one Redis.
+
+    Each operation is one Lua script (EVALSHA, loaded again by redis-py when the
+    server answers NOSCRIPT), so it is atomic; every key it writes has an
+    expiry. The keys of one limit share a ``{hash tag}`` so that a Redis Cluster
+    keeps them on one node. Time inside Redis is the server's ``TIME`` (see the
+    module docstring).
+
+    Calls are short blocking round trips, also from async transports (they do
+    not await): keep Redis close, and ``timeout`` small.
+
+    Args:
+        url_or_client: a ``redis://`` / ``rediss://`` / ``unix://`` URL (the client
+            is then built with ``timeout`` and no retries of its own), or a
+            ready ``redis.Redis`` / ``RedisCluster`` client, used as it is.
+        prefix: put before every key.
+        timeout: socket connect and read timeout, in seconds, of a client built
+            from a URL.
+        retry_interval: seconds to keep to the local fallback after Redis failed
+            before trying it again.
+    """
+
+    __slots__ = (
+        "_client",
+        "_down",
+        "_fallback",
+        "_lock",
+        "_owned",
+        "_retry_at",
+        "_scripts",
+        "_where",
+        "prefix",
+        "retry_interval",
+    )
+
+    def __init__(
+        self,
+        url_or_client: str | SupportsScripts,
+        *,
+        prefix: str = "resilience:",
+        timeout: float = 0.25,
+        retry_interval: float = 5.0,
+    ) -> None:
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {timeout!r}")
+        if not math.isfinite(retry_interval) or retry_interval < 0:
+            raise ValueError(f"retry_interval must be >= 0, got {retry_interval!r}")
+        self.prefix = prefix
+        self.retry_interval = float(retry_interval)
+        client: Any
+        if isinstance(url_or_client, str):
+            client = _client_from_url(url_or_client, timeout)
+            self._where = _describe_url(url_or_client)
+            self._owned = True
+        else:
+            client = url_or_client
+            self._where = _describe_client(client)
+            self._owned = False
+        self._client = client
+        self._scripts: dict[str, Any] = {
+            name: client.register_script(source)
+            for name, source in (
+                ("take", _LUA_TAKE),
+                ("hold", _LUA_HOLD),
+                ("incr", _LUA_INCR),
+                ("get", _LUA_GET),
+                ("set", _LUA_SET),
+            )
+        }
+        self._fallback = MemoryStore()
+        self._lock = threading.Lock()
+        self._down = False
+        self._retry_at = -math.inf
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the last attempt to reach Redis failed (the local fallback is in use)."""
+        return self._down
+
+    def close(self) -> None:
+        """Close the client if this store built it from a URL."""
+        if self._owned:
+            self._client.close()
+
+    def take(
+        self, buckets: Sequence[Bucket], cost: float, now: float, max_wait: float = math.inf
+    ) -> float:
+        """See :meth:`Store.take`."""
+        check_cost(cost)
+        if not buckets:
+            return 0.0
+        args = [_arg(cost), _arg(max_wait)]
+        for b in buckets:
+            args += [_arg(b.rate), _arg(b.capacity)]
+        return self._run(
+            now,
+            lambda: float(self._scripts["take"](keys=self._keys(buckets), args=args)),
+            lambda: self._fallback.take(buckets, cost, now, max_wait),
+        )
+
+    def hold(
+        self, buckets: Sequence[Bucket], seconds: float, now: float, cost: float = 1.0
+    ) -> None:
+        """See :meth:`Store.hold`."""
+        check_cost(seconds, "seconds")
+        check_cost(cost)
+        if not buckets:
+            return
+        args = [_arg(seconds), _arg(cost)]
+        for b in buckets:
+            args += [_arg(b.rate), _arg(b.capacity)]
+        self._run(
+            now,
+            lambda: self._scripts["hold"](keys=self._keys(buckets), args=args),
+            lambda: self._fallback.hold(buckets, seconds, now, cost),
+        )
+
+    def get(self, key: str, now: float) -> float | None:
+        """See :meth:`Store.get`."""
+
+        def remote() -> float | None:
+            raw = self._scripts["get"](keys=[self.prefix + key], args=[])
+            return None if raw is None else float(raw)
+
+        return self._run(now, remote, lambda: self._fallback.get(key, now))
+
+    def set(self, key: str, value: float, ttl: float, now: float) -> None:
+        """See :meth:`Store.set`."""
+        check_ttl(ttl)
+        self._run(
+            now,
+            lambda: self._scripts["set"](keys=[self.prefix + key], args=[_arg(value), _ms(ttl)]),
+            lambda: self._fallback.set(key, value, ttl, now),
+        )
+
+    def incr(
+        self,
+        key: str,
+        amount: float,
+        ttl: float,
+        now: float,
+        *,
+        initial: float = 0.0,
+        low: float = -math.inf,
+        high: float = math.inf,
+    ) -> float:
+        """See :meth:`Store.incr`."""
+        check_ttl(ttl)
+        args = [_arg(amount), _arg(initial), _arg(low), _arg(high), _ms(ttl)]
+        return self._run(
+            now,
+            lambda: float(self._scripts["incr"](keys=[self.prefix + key], args=args)),
+            lambda: self._fallback.incr(key, amount, ttl, now, initial=initial, low=low, high=high),
+        )
+
+    def _keys(self, buckets: Sequence[Bucket]) -> list[str]:
+        return [self.prefix + b.key for b in buckets]
+
+    def _run(self, now: float, remote: Callable[[], _T], local: Callable[[], _T]) -> _T:
+        """``remote()`` unless Redis failed less than ``retry_interval`` ago; ``local()`` then."""
+        if now < self._retry_at:
+            return local()
+        try:
+            result = remote()
+        # Any failure (connection, timeout, READONLY, OOM, a WRONGTYPE key, a broken
+        # client) must not fail the call being paced: fall back, say so once.
+        except Exception as exc:
+            with self._lock:
+                self._retry_at = now + self.retry_interval
+                first = not self._down
+                self._down = True
+            if first:
+                _log.warning(
+                    "Redis at %s failed (%s: %s); keeping shared limits locally in this "
+                    "process, trying Redis again every %g s",
+                    self._where,
+                    type(exc).__name__,
+                    str(exc)[:200],
+                    self.retry_interval,
+                )
+            return local()
+        if self._down:
+            with self._lock:
+                back, self._down = self._down, False
+            if back:
+                _log.info("Redis at %s is reachable again; limits are shared again", self._where)
+        return result
+
+
+def _client_from_url(url: str, timeout: float) -> Any:
+    try:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "RedisStore needs the redis package: pip install 'resilience-transports[redis]'"
+        ) from exc
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+def _describe_url(url: str) -> str:
+    """``host:port/db`` of a URL, credentials left out."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return f"unix:{parts.path}"
+        host = parts.hostname or "localhost"
+        port = parts.port or 6379
+    except ValueError:
+        return "<unparseable url>"
+    return f"{host}:{port}{parts.path or ''}"
+
+
+def _describe_client(client: Any) -> str:
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix:{kwargs['path']}"
+        return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    except Exception:  # a cluster client, or another shape
+        return type(client).__name__
