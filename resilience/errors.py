@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from resilience.core.classification import Category, Classification
-from resilience.core.engine import Attempt
+from resilience.core.records import Attempt
 from resilience.core.redact import redact_url
 
 __all__ = [

@@ -2,131 +2,135 @@
 
 from __future__ import annotations
 
-import random
+import contextlib
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
-from resilience import Category, Classification, Policy, RetryBudget
-from resilience.core.engine import Action, CallState, ErrorKind
-from resilience.strategies.budget import BudgetState
+import resilience
+from resilience import RetryBudget
+from resilience.stores import MemoryStore
+from tests._strategies import BudgetProbe
 
-NOW = 0.0
-DOWN = Classification.of("generic", Category.TRANSIENT, 503)
-OK = Classification.of("generic", Category.OK, 200)
-NOT_FOUND = Classification.of("generic", Category.NOT_FOUND, 404)
+SENT: list[int] = []
 
 
-def start(budget: BudgetState, policy: Policy | None = None) -> CallState:
-    return CallState(
-        policy or Policy(),
-        method="GET",
-        url="https://api.example.com/x",
-        started=NOW,
-        budget=budget,
-        uniform=random.Random(7).uniform,
-    )
+def transport(
+    answers: Iterator[int | Exception], *, store: MemoryStore | None = None, **policy: Any
+) -> httpx.Client:
+    """A client whose every request gets the next of ``answers`` (a status or an error)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        SENT.append(1)
+        outcome = next(answers)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return httpx.Response(outcome)
+
+    inner = httpx.MockTransport(answer)
+    options: dict[str, Any] = {"sleep": lambda s: None, "store": store, **policy}
+    return httpx.Client(transport=resilience.ResilientTransport(inner, **options))
 
 
-def requests_sent(call: CallState, outcome: str) -> int:
-    """Drive one logical call against a vendor that always fails; return requests sent."""
-    sent = 0
-    while True:
-        sent += 1
-        if outcome == "error":
-            decision = call.on_error(ErrorKind.CONNECT, "ConnectError", NOW)
-        else:
-            decision = call.on_response(DOWN, NOW)
-        if decision.action is not Action.RETRY:
-            return sent
+@pytest.fixture(autouse=True)
+def _count() -> None:
+    SENT.clear()
 
 
 @pytest.mark.parametrize("outcome", ["503", "error"])
 def test_full_outage_sends_at_most_1_25_requests_per_call(outcome: str) -> None:
     """100 calls through one transport while the vendor is down."""
-    policy = Policy()
-    assert policy.retry_budget is not None
-    budget = policy.retry_budget.new_state()
-    sent = sum(requests_sent(start(budget, policy), outcome) for _ in range(100))
-    assert sent / 100 <= 1.25
+    down: int | Exception = 503 if outcome == "503" else httpx.ConnectError("refused")
+    client = transport(itertools.repeat(down))
+    for _ in range(100):
+        with contextlib.suppress(httpx.ConnectError):
+            client.get("https://api.example.com/x")
+    assert len(SENT) / 100 <= 1.25
 
 
 def test_full_outage_without_a_budget_sends_max_attempts_per_call() -> None:
     """The contrast that makes the budget worth having."""
-    policy = Policy(retry_budget=None)
-    calls = [CallState(policy, method="GET", url="u", started=NOW) for _ in range(100)]
-    sent = sum(requests_sent(call, "503") for call in calls)
-    assert sent == 400
+    client = transport(itertools.repeat(503), retry_budget=None)
+    for _ in range(100):
+        client.get("https://api.example.com/x")
+    assert len(SENT) == 400
 
 
 def test_lone_failure_among_successes_is_retried() -> None:
-    budget = RetryBudget().new_state()
-    for _ in range(50):
-        start(budget).on_response(OK, NOW)
-    assert start(budget).on_response(DOWN, NOW).action is Action.RETRY
+    client = transport(itertools.chain([200] * 20, [503, 200]))
+    for _ in range(20):
+        client.get("https://api.example.com/x")
+    assert client.get("https://api.example.com/x").status_code == 200
+    assert len(SENT) == 22
 
 
 def test_exhausted_budget_gives_up() -> None:
-    budget = RetryBudget(max_tokens=2.0).new_state()
-    budget.record_failure()
-    decision = start(budget).on_response(DOWN, NOW)
-    assert decision.action is Action.GIVE_UP
-    assert "budget" in decision.reason
+    client = transport(itertools.repeat(503), retry_budget=RetryBudget(max_tokens=2.0))
+    response = client.get("https://api.example.com/x")
+    assert len(SENT) == 1
+    assert "budget" in resilience.attempts(response)[-1].outcome
 
 
 def test_retries_resume_once_successes_refill_the_budget() -> None:
-    budget = RetryBudget(max_tokens=10.0, token_ratio=1.0).new_state()
-    for _ in range(10):
-        budget.record_failure()
-    assert start(budget).on_response(DOWN, NOW).action is Action.GIVE_UP
-    for _ in range(10):
-        start(budget).on_response(OK, NOW)
-    assert start(budget).on_response(DOWN, NOW).action is Action.RETRY
+    budget = RetryBudget(max_tokens=10.0, token_ratio=1.0)
+    client = transport(itertools.chain([503] * 5, [200] * 2, [503, 200]), retry_budget=budget)
+    client.get("https://api.example.com/x")  # four failed attempts: 6 tokens left
+    refused = client.get("https://api.example.com/x")  # 5 left: half the bucket
+    assert len(resilience.attempts(refused)) == 1
+    for _ in range(2):
+        client.get("https://api.example.com/x")  # 7 left
+    assert client.get("https://api.example.com/x").status_code == 200  # retried again
 
 
 def test_non_retryable_answer_refills_the_budget() -> None:
-    """A 404 is an answer: the vendor is up."""
-    budget = RetryBudget(max_tokens=10.0, token_ratio=0.5).new_state()
-    budget.record_failure()
-    start(budget).on_response(NOT_FOUND, NOW)
-    assert budget.tokens == 9.5
+    """A 404 is an answer: the server is up."""
+    store = MemoryStore()
+    budget = RetryBudget(max_tokens=10.0, token_ratio=0.5)
+    client = transport(iter([503, 404, 404]), store=store, retry_budget=budget, max_attempts=1)
+    client.get("https://api.example.com/x")
+    assert BudgetProbe(budget, store).tokens == 9.0
+    client.get("https://api.example.com/x")
+    assert BudgetProbe(budget, store).tokens == 9.5
 
 
 def test_new_state_starts_full() -> None:
-    budget = RetryBudget(max_tokens=8.0).new_state()
+    budget = BudgetProbe(RetryBudget(max_tokens=8.0))
     assert budget.tokens == 8.0
     assert budget.allows_retry()
 
 
 def test_failure_takes_one_token() -> None:
-    budget = RetryBudget(max_tokens=8.0).new_state()
+    budget = BudgetProbe(RetryBudget(max_tokens=8.0))
     budget.record_failure()
     assert budget.tokens == 7.0
 
 
 def test_tokens_never_go_below_zero() -> None:
-    budget = RetryBudget(max_tokens=2.0).new_state()
+    budget = BudgetProbe(RetryBudget(max_tokens=2.0))
     for _ in range(5):
         budget.record_failure()
     assert budget.tokens == 0.0
 
 
 def test_success_gives_back_token_ratio() -> None:
-    budget = RetryBudget(max_tokens=8.0, token_ratio=0.25).new_state()
+    budget = BudgetProbe(RetryBudget(max_tokens=8.0, token_ratio=0.25))
     budget.record_failure()
     budget.record_success()
     assert budget.tokens == 7.25
 
 
 def test_tokens_never_exceed_max_tokens() -> None:
-    budget = RetryBudget(max_tokens=8.0, token_ratio=5.0).new_state()
+    budget = BudgetProbe(RetryBudget(max_tokens=8.0, token_ratio=5.0))
     budget.record_failure()
     budget.record_success()
     assert budget.tokens == 8.0
 
 
 def test_retry_allowed_only_above_half_the_bucket() -> None:
-    budget = RetryBudget(max_tokens=4.0).new_state()
+    budget = BudgetProbe(RetryBudget(max_tokens=4.0))
     budget.record_failure()
     assert budget.allows_retry()
     budget.record_failure()
@@ -135,7 +139,7 @@ def test_retry_allowed_only_above_half_the_bucket() -> None:
 
 def test_each_state_has_its_own_tokens() -> None:
     config = RetryBudget()
-    first, second = config.new_state(), config.new_state()
+    first, second = BudgetProbe(config), BudgetProbe(config)
     first.record_failure()
     assert second.tokens == config.max_tokens
 

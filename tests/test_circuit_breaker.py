@@ -12,14 +12,15 @@ import responses
 
 import resilience
 from resilience import CircuitBreaker, CircuitOpen
+from tests._strategies import CircuitProbe
 
 KEY = ("api.example", None)
 URL = "https://api.example/v1/me"
 
 
-def breaker(**kw: object) -> resilience.strategies.breaker.BreakerState:
+def breaker(**kw: object) -> CircuitProbe:
     config = {"failure_ratio": 0.5, "min_calls": 4, "window": 10.0, "open_for": 5.0, **kw}
-    return CircuitBreaker(**config).new_state()  # type: ignore[arg-type]
+    return CircuitProbe(CircuitBreaker(**config))  # type: ignore[arg-type]
 
 
 def test_stays_closed_below_min_calls_even_when_all_fail() -> None:

@@ -11,8 +11,8 @@ import pytest
 import resilience
 from resilience import CircuitBreaker, RetryBudget
 from resilience.stores import MemoryStore, RedisStore, Store
-from resilience.strategies.shared import SharedBreakerState, SharedBudgetState
 from tests._redis import running_redis
+from tests._strategies import BudgetProbe, CircuitProbe
 
 KEY = ("api.example", None)
 
@@ -34,35 +34,27 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     redis_store.close()
 
 
-class Wall:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_shared_budget_starts_full_and_allows_retries(store: Store) -> None:
-    assert SharedBudgetState(RetryBudget(max_tokens=10), store).allows_retry()
+    assert BudgetProbe(RetryBudget(max_tokens=10), store).allows_retry()
 
 
 def test_shared_budget_stops_retries_after_half_the_tokens_fail(store: Store) -> None:
-    budget = SharedBudgetState(RetryBudget(max_tokens=10), store)
+    budget = BudgetProbe(RetryBudget(max_tokens=10), store)
     for _ in range(5):
         budget.record_failure()
     assert not budget.allows_retry()
 
 
 def test_two_transports_on_one_store_share_one_budget(store: Store) -> None:
-    first = SharedBudgetState(RetryBudget(max_tokens=10), store)
-    second = SharedBudgetState(RetryBudget(max_tokens=10), store)
+    first = BudgetProbe(RetryBudget(max_tokens=10), store)
+    second = BudgetProbe(RetryBudget(max_tokens=10), store)
     for _ in range(5):
         first.record_failure()
     assert not second.allows_retry()
 
 
 def test_shared_budget_refills_on_success_up_to_its_size(store: Store) -> None:
-    budget = SharedBudgetState(RetryBudget(max_tokens=10, token_ratio=1.0), store)
+    budget = BudgetProbe(RetryBudget(max_tokens=10, token_ratio=1.0), store)
     for _ in range(6):
         budget.record_failure()
     for _ in range(20):
@@ -70,9 +62,9 @@ def test_shared_budget_refills_on_success_up_to_its_size(store: Store) -> None:
     assert budget.tokens == 10
 
 
-def _tripped(store: Store, wall: Wall) -> SharedBreakerState:
-    breaker = SharedBreakerState(
-        CircuitBreaker(min_calls=4, failure_ratio=0.5, window=10, open_for=1), store, wall=wall
+def _tripped(store: Store) -> CircuitProbe:
+    breaker = CircuitProbe(
+        CircuitBreaker(min_calls=4, failure_ratio=0.5, window=10, open_for=1), store
     )
     for _ in range(4):
         breaker.record(KEY, True, 0.0)
@@ -80,28 +72,27 @@ def _tripped(store: Store, wall: Wall) -> SharedBreakerState:
 
 
 def test_shared_breaker_opens_on_the_failure_ratio(store: Store) -> None:
-    breaker = _tripped(store, Wall())
+    breaker = _tripped(store)
     assert breaker.state(KEY, 0.0) == "open"
     assert not breaker.allow(KEY, 0.0)
 
 
 def test_shared_breaker_stays_closed_on_successes(store: Store) -> None:
-    breaker = SharedBreakerState(CircuitBreaker(min_calls=4), store, wall=Wall())
+    breaker = CircuitProbe(CircuitBreaker(min_calls=4), store)
     for _ in range(10):
         breaker.record(KEY, False, 0.0)
     assert breaker.allow(KEY, 0.0)
 
 
 def test_a_second_process_sees_the_circuit_open(store: Store) -> None:
-    wall = Wall()
-    _tripped(store, wall)
-    other = SharedBreakerState(CircuitBreaker(min_calls=4, open_for=1), store, wall=wall)
+    _tripped(store)
+    other = CircuitProbe(CircuitBreaker(min_calls=4, open_for=1), store)
     assert not other.allow(KEY, 0.0)
 
 
 @pytest.mark.parametrize("store", ["memory"], indirect=True)
 def test_shared_breaker_half_opens_then_closes_on_a_good_probe(store: MemoryStore) -> None:
-    breaker = _tripped(store, Wall())
+    breaker = _tripped(store)
     assert breaker.state(KEY, 1.5) == "half_open"
     assert breaker.allow(KEY, 1.5)
     assert not breaker.allow(KEY, 1.5)
@@ -111,7 +102,7 @@ def test_shared_breaker_half_opens_then_closes_on_a_good_probe(store: MemoryStor
 
 @pytest.mark.parametrize("store", ["memory"], indirect=True)
 def test_shared_breaker_reopens_on_a_failed_probe(store: MemoryStore) -> None:
-    breaker = _tripped(store, Wall())
+    breaker = _tripped(store)
     assert breaker.allow(KEY, 1.5)
     breaker.record(KEY, True, 1.6)
     assert breaker.state(KEY, 1.7) == "open"

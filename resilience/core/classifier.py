@@ -15,7 +15,7 @@ from resilience.core.classification import Category, Classification
 from resilience.core.response import ResponseView, parse_json, view_of
 from resilience.core.retry_after import parse_retry_after
 from resilience.detectors import Detector, GenericDetector, registered_detectors
-from resilience.detectors._base import trace_header
+from resilience.detectors.rules import GENERIC_RULES, VendorRules
 
 __all__ = ["Classifier", "classify"]
 
@@ -72,21 +72,30 @@ class Classifier:
         detector = self.known_detector(host)
         return detector is not None and detector.success_body
 
-    def success(self, status: int, host: str | None, request_id: str | None) -> Classification:
-        """The classification of a 2xx/3xx answer whose body is not looked at."""
+    def rules(self, vendor: str) -> VendorRules:
+        """The rules of the detector named ``vendor``."""
+        return GENERIC_RULES
+
+    def host_rules(self, host: str | None) -> VendorRules:
+        """The rules of the detector fixed for ``host``."""
         detector = self.known_detector(host)
+        return GENERIC_RULES if detector is None else VendorRules(detector.name)
+
+    def success(self, status: int, host: str | None, headers: Any) -> Classification:
+        """The classification of a 2xx/3xx answer whose body is not looked at."""
+        rules = self.host_rules(host)
         return Classification(
-            vendor=detector.name if detector is not None else _GENERIC.name,
+            vendor=rules.vendor,
             category=Category.OK,
             status=status,
-            trace_id=request_id[:1024] if request_id else None,
+            trace_id=rules.success_trace_id(headers),
         )
 
     def classify_view(self, view: ResponseView, now: float) -> Classification:
         """Classify a response view; ``now`` is wall-clock time for HTTP-dates."""
         detector = self.known_detector(view.host)
         if view.status < 400 and (detector is None or not detector.success_body):
-            return self.success(view.status, view.host, trace_header(view))
+            return self.success(view.status, view.host, view.headers)
         payload = parse_json(view.body)
         if detector is None:
             detector = self._by_shape(payload)

@@ -10,15 +10,22 @@ reads a clock or touches a socket.
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from resilience.core.backoff import Uniform, jittered, nominal
 from resilience.core.classification import Category, Classification
 from resilience.core.policy import Policy
-from resilience.strategies.budget import Budget
+from resilience.core.records import (
+    UNSAFE_METHODS,
+    Action,
+    Attempt,
+    Decision,
+    ErrorKind,
+    RetryEvent,
+)
+from resilience.detectors.rules import GENERIC_RULES, VendorRules
 
 __all__ = [
     "Action",
@@ -30,107 +37,6 @@ __all__ = [
     "UNSAFE_METHODS",
 ]
 
-#: Methods whose repetition may repeat a side effect (RFC 9110 §9.2.2).
-UNSAFE_METHODS = frozenset({"POST", "PATCH"})
-
-#: Gameye's documented wait before retrying a region without capacity.
-CAPACITY_WAIT = (2.0, 5.0)
-
-
-class ErrorKind(enum.Enum):
-    """What a network error says about whether the request was processed."""
-
-    CONNECT = "connect"
-    """Not sent (connection refused, connect timeout): safe to retry any method."""
-    UNKNOWN = "unknown"
-    """Sent, answer lost (read timeout, dropped connection): may have been processed."""
-    FATAL = "fatal"
-    """Retrying cannot help (TLS verification, invalid URL): never retried."""
-
-
-class Action(enum.Enum):
-    """What the shell does next."""
-
-    RETURN = "return"
-    """The answer is final: hand it to the caller."""
-    RETRY = "retry"
-    """Wait ``delay`` seconds, then send again (to ``region``)."""
-    GIVE_UP = "give_up"
-    """Would retry but may not: hand the last answer (or error) to the caller."""
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One attempt of a call, as :func:`resilience.attempts` reports it.
-
-    Attributes:
-        number: 1-based.
-        status: the HTTP status, or ``None`` after a network error.
-        error: the network error's class name, or ``None``.
-        delay: seconds waited before this attempt.
-        region: the region it was sent to, when regions are in use.
-        classification: the verdict on the answer, or ``None`` after an error.
-        outcome: what followed: ``"return"``, ``"retry"``, ``"failover"`` or
-            why the call stopped (``"max_attempts reached"``, ...).
-    """
-
-    number: int
-    status: int | None
-    error: str | None
-    delay: float
-    region: str | None
-    classification: Classification | None
-    outcome: str = "return"
-
-
-@dataclass(frozen=True, slots=True)
-class RetryEvent:
-    """Given to ``on_retry`` before each wait.
-
-    Attributes:
-        attempt: the number of the attempt that just failed.
-        delay: seconds about to be waited.
-        classification: the verdict on its answer, or ``None`` after an error.
-        error: the network error's class name, or ``None``.
-        method: the request method.
-        url: the request URL, credentials removed.
-        region: the region of the failed attempt.
-        next_region: the region of the next one (equal unless failing over).
-        reason: ``"retry"`` or ``"failover"``.
-    """
-
-    attempt: int
-    delay: float
-    classification: Classification | None
-    error: str | None
-    method: str
-    url: str
-    region: str | None
-    next_region: str | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The core's answer about one attempt.
-
-    Attributes:
-        action: return, retry or give up.
-        delay: seconds to wait before the next attempt (``RETRY`` only).
-        region: the region of the next attempt.
-        reason: ``"retry"``/``"failover"``, or why the call ends.
-        classification: the attempt's classification as finally understood
-            (a Gameye 409 after an unknown outcome becomes ``ALREADY_DONE``).
-        event: what ``on_retry`` receives (``RETRY`` only).
-    """
-
-    action: Action
-    delay: float = 0.0
-    region: str | None = None
-    reason: str = "return"
-    classification: Classification | None = None
-    event: RetryEvent | None = None
-
 
 class CallState:
     """The state of one logical call; created per call, never shared.
@@ -140,11 +46,12 @@ class CallState:
         method: the request method.
         url: the request URL with credentials removed (for events).
         started: the monotonic time at which the call started.
-        region: the region of the first attempt (``None``: regions not in use).
+        region: the region of the first attempt (``None``: not known, or
+            regions not in use; see :meth:`locate`).
         replayable: whether the body can be sent again.
-        idempotent: ``() -> bool``, whether a POST/PATCH carries an idempotency
-            key (asked only when it matters).
-        budget: the transport's retry budget, or ``None``.
+        idempotent: ``(rules) -> bool``, whether a POST/PATCH carries an
+            idempotency key, by its headers or by the rules of the vendor
+            (asked only when it matters).
         uniform: random source, :func:`random.uniform` by default.
     """
 
@@ -157,7 +64,7 @@ class CallState:
         "_unknown_before",
         "_waited",
         "attempts",
-        "budget",
+        "failover",
         "method",
         "policy",
         "region",
@@ -176,8 +83,7 @@ class CallState:
         started: float,
         region: str | None = None,
         replayable: bool = True,
-        idempotent: Callable[[], bool] | None = None,
-        budget: Budget | None = None,
+        idempotent: Callable[[VendorRules], bool] | None = None,
         uniform: Uniform = random.uniform,
     ) -> None:
         self.policy = policy
@@ -186,9 +92,10 @@ class CallState:
         self.started = started
         self.region = region
         self.replayable = replayable
-        self.budget = budget
         self.uniform = uniform
         self.attempts: list[Attempt] = []
+        #: Whether a request can be moved to another region (a locator is known).
+        self.failover = True
         self._idempotent = idempotent
         self._pending_delay = 0.0
         self._waited = 0.0
@@ -199,45 +106,53 @@ class CallState:
 
     # -- reporting outcomes ---------------------------------------------------
 
-    def on_response(self, classification: Classification, now: float) -> Decision:
-        """Decide what follows an answer classified as ``classification``."""
+    def on_response(
+        self, classification: Classification, now: float, rules: VendorRules = GENERIC_RULES
+    ) -> Decision:
+        """Decide what follows an answer classified as ``classification``.
+
+        Args:
+            classification: the verdict on the answer.
+            now: monotonic seconds.
+            rules: the rules of the vendor that answered (its capacity wait,
+                how a conflict after an unknown outcome resolves, what it
+                counts as safe to repeat).
+        """
         c = classification
+        resolved = rules.conflict_after_unknown
         if (
-            c.category is Category.CONFLICT
+            resolved is not None
+            and c.category is Category.CONFLICT
             and self._unknown_before
             and self.method in UNSAFE_METHODS
         ):
-            # The earlier attempt's answer was lost but it created the resource:
-            # "already exists" now means "done".
-            c = replace(c, category=Category.ALREADY_DONE, retryable=False)
+            # The earlier attempt's answer was lost but it did the work (Gameye:
+            # created the session): "already exists" now means "done".
+            c = replace(c, category=resolved, retryable=False)
             return self._finish(c, None, Action.RETURN, "already done by an earlier attempt")
         if not c.retryable:
-            if self.budget is not None:
-                self.budget.record_success()
             return self._finish(c, None, Action.RETURN, "return")
-        if self.budget is not None:
-            self.budget.record_failure()
         may_have_run = c.category is Category.TRANSIENT and c.status != 503
         if may_have_run:
-            if not self._may_repeat():
+            if not self._may_repeat(rules):
                 return self._finish(c, None, Action.GIVE_UP, self._not_repeated)
             self._unknown_before = True
-        return self._retry(c, None, now)
+        return self._retry(c, None, now, rules)
 
-    def on_error(self, kind: ErrorKind, error: str, now: float) -> Decision:
+    def on_error(
+        self, kind: ErrorKind, error: str, now: float, rules: VendorRules = GENERIC_RULES
+    ) -> Decision:
         """Decide what follows a network error of class ``error``."""
         if kind is ErrorKind.FATAL:
             return self._finish(None, error, Action.GIVE_UP, "not retryable")
-        if self.budget is not None:
-            self.budget.record_failure()
         if kind is ErrorKind.UNKNOWN:
-            if not self._may_repeat():
+            if not self._may_repeat(rules):
                 return self._finish(None, error, Action.GIVE_UP, self._not_repeated)
             self._unknown_before = True
-        return self._retry(None, error, now)
+        return self._retry(None, error, now, rules)
 
     def abandon(self, reason: str) -> None:
-        """The shell could not carry out the last retry (open circuit, local limit)."""
+        """The last retry will not be sent after all (a strategy refused it)."""
         if self.attempts:
             self.attempts[-1] = replace(self.attempts[-1], outcome=reason)
 
@@ -246,16 +161,22 @@ class CallState:
         self._waited += seconds
         self._pending_delay += seconds
 
+    def locate(self, region: str | None) -> None:
+        """The region of the current attempt, once read (regions are read lazily)."""
+        if region is not None and self.region is None:
+            self.region = region
+            self._tried.add(region)
+
     # -- internals ------------------------------------------------------------
 
     @property
     def _not_repeated(self) -> str:
         return f"{self.method} may have been processed; not repeated without an idempotency key"
 
-    def _may_repeat(self) -> bool:
+    def _may_repeat(self, rules: VendorRules) -> bool:
         if self.method not in UNSAFE_METHODS or self.policy.retry_non_idempotent:
             return True
-        return self._idempotent is not None and self._idempotent()
+        return self._idempotent is not None and self._idempotent(rules)
 
     def _finish(
         self, c: Classification | None, error: str | None, action: Action, reason: str
@@ -290,7 +211,9 @@ class CallState:
         self._previous_backoff = delay
         return delay
 
-    def _retry(self, c: Classification | None, error: str | None, now: float) -> Decision:
+    def _retry(
+        self, c: Classification | None, error: str | None, now: float, rules: VendorRules
+    ) -> Decision:
         p = self.policy
         number = len(self.attempts) + 1
         if number >= p.max_attempts:
@@ -304,9 +227,17 @@ class CallState:
         category = c.category if c is not None else Category.TRANSIENT
         if category is Category.CAPACITY:
             if self._capacity_here < p.capacity_retries and not too_long:
-                delay = retry_after if retry_after is not None else self.uniform(*CAPACITY_WAIT)
+                if retry_after is not None:
+                    delay = retry_after
+                elif rules.capacity_wait is not None:
+                    delay = self.uniform(*rules.capacity_wait)  # the vendor's documented wait
+                else:
+                    delay = self._backoff()
             else:
                 # Another region does not wait, whatever this one asked.
+                if not self.failover:
+                    why = "no region locator for this vendor: cannot fail over"
+                    return self._finish(c, error, Action.GIVE_UP, why)
                 next_region = self._next_region()
                 if next_region is None:
                     why = "no region left to fail over to"
@@ -327,8 +258,6 @@ class CallState:
         elapsed = max(now - self.started, self._waited)
         if p.deadline is not None and elapsed + delay > p.deadline:
             return self._finish(c, error, Action.GIVE_UP, "deadline would be crossed")
-        if self.budget is not None and not self.budget.allows_retry():
-            return self._finish(c, error, Action.GIVE_UP, "retry budget exhausted")
         self._record(c, error, reason)
         event = RetryEvent(
             attempt=number,

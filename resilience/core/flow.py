@@ -1,14 +1,20 @@
 """The retry loop, written once and carried out by each shell.
 
-A call starts with :func:`admit` (idempotency key, region, deadline, circuit
-breaker, rate limit) and one request; a first answer under 400 ends it there
-(:meth:`FirstAttempt.succeeded`), with no further per-call state. Otherwise
+A call starts with :func:`admit` (the idempotency key, then the pipeline's
+gates) and one request. :meth:`Call.succeeded` records an answer under 400 (the
+one place success is recorded, for a first attempt and a retried one alike)
+and ends the call with no further per-call state. Otherwise
 :func:`retry_flow` takes over: like httpx's ``Auth.auth_flow``, it yields
 commands (send this request, read this body, discard this response, sleep,
-done) and receives their results. The requests adapter and the httpx
-transports only carry them out, synchronously (:func:`drive`) or
-asynchronously (:func:`drive_async`). All decisions come from
-:class:`~resilience.core.engine.CallState`.
+done) and receives their results. The shells only carry them out,
+synchronously (:func:`drive`) or asynchronously (:func:`drive_async`), and
+close in ``finally`` whatever they will not return, as httpx's
+``_send_handling_auth`` does, cancellation included.
+
+Decisions come from :class:`~resilience.core.engine.CallState`; budgets,
+breakers and limits from the strategies of the transport's
+:class:`~resilience.strategies.Pipeline`; what a vendor means from its
+detector's :class:`~resilience.detectors.VendorRules`.
 """
 
 from __future__ import annotations
@@ -17,34 +23,37 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from resilience.core.classification import Category, Classification
 from resilience.core.classifier import Classifier
-from resilience.core.engine import UNSAFE_METHODS, Action, Attempt, CallState, ErrorKind, RetryEvent
+from resilience.core.engine import CallState
 from resilience.core.policy import Policy
+from resilience.core.records import UNSAFE_METHODS, Action, Attempt, ErrorKind, RetryEvent
 from resilience.core.redact import redact_url
 from resilience.core.response import ResponseView
-from resilience.errors import CircuitOpen, RateLimited, ResilienceError
-from resilience.regions import JsonField, RegionLocator
-from resilience.strategies.breaker import Circuits
-from resilience.strategies.budget import Budget
-from resilience.strategies.rate_limit import RateLimiter
-from resilience.strategies.shared import SharedBreakerState, SharedBudgetState
+from resilience.detectors.rules import VendorRules
+from resilience.errors import ResilienceError
+from resilience.regions import RegionLocator
+from resilience.stores.memory import MemoryStore
+from resilience.strategies.base import Outcome, Pipeline, Refusal
 
 __all__ = [
     "ATTEMPTS_KEY",
+    "AsyncIO",
+    "Call",
     "Core",
-    "FirstAttempt",
     "History",
     "Wire",
     "admit",
     "drive",
     "drive_async",
+    "outcome_of",
     "refuse_coroutine_functions",
     "retry_flow",
+    "SyncIO",
 ]
 
 _log = logging.getLogger("resilience")
@@ -57,7 +66,7 @@ Resp = TypeVar("Resp")
 
 
 class Wire(Protocol[Req, Resp]):  # type: ignore[misc]
-    """What the flow needs to know about one HTTP library's objects (no I/O)."""
+    """An adapter over one HTTP library's request and response objects (no I/O)."""
 
     def method(self, request: Req) -> str: ...
     def url(self, request: Req) -> str: ...
@@ -68,7 +77,6 @@ class Wire(Protocol[Req, Resp]):  # type: ignore[misc]
     def parts(self, request: Req) -> Any: ...
     def rebuild(self, request: Req, parts: Any) -> Req: ...
     def status(self, response: Resp) -> int: ...
-    def response_header(self, response: Resp, name: str) -> str | None: ...
     def response_headers(self, response: Resp) -> Any: ...
     def view(self, response: Resp, body: bytes | None, request: Req) -> ResponseView: ...
     def error_kind(self, error: BaseException) -> ErrorKind | None: ...
@@ -123,102 +131,18 @@ class Done(Generic[Resp]):
 Command = Send[Any] | Read[Any] | Discard[Any] | Sleep | Done[Any]
 
 
-class FirstAttempt:
-    """One call's first attempt: what is settled before it is sent, and, when it
-    succeeds, the call's whole history.
-
-    The success path records only what it already holds; the :class:`Attempt`
-    and its classification are made when :func:`attempts` asks for them.
-    Everything else a call needs is made by :func:`retry_flow`, once the first
-    attempt has failed.
-    """
-
-    __slots__ = (
-        "circuit",
-        "core",
-        "headers",
-        "pace_key",
-        "paced",
-        "region",
-        "replayable",
-        "request",
-        "started",
-        "status",
-        "wire",
-    )
-
-    def __init__(
-        self,
-        core: Core,
-        wire: Wire[Any, Any],
-        request: Any,
-        started: float,
-        region: str | None,
-        replayable: bool,
-    ) -> None:
-        self.core = core
-        self.wire = wire
-        self.request = request
-        self.started = started
-        self.region = region
-        self.replayable = replayable
-        self.circuit: tuple[str | None, str | None] = (None, None)
-        self.pace_key = ""
-        self.paced = 0.0
-        self.status = 0
-        self.headers: Any = None
-
-    def succeeded(self, response: Any) -> bool:
-        """Whether ``response`` ends the call as a success; if so, record it."""
-        wire = self.wire
-        status = wire.status(response)
-        if status >= 400:
-            return False
-        # No body read, no parsing, no per-call state beyond this object.
-        core = self.core
-        if core.budget is not None:
-            core.budget.record_success()
-        if core.breaker is not None:
-            core.breaker.record(self.circuit, False, core.monotonic())
-        headers = wire.response_headers(response)
-        if core.limiter is not None:
-            core.limiter.on_success(self.pace_key, core.monotonic(), headers, wall_now=core.wall())
-        self.status = status
-        self.headers = headers
-        wire.attach(response, self)
-        return True
-
-    def resolve(self) -> tuple[Attempt, ...]:
-        """The one-attempt history of a call that ended on its first attempt."""
-        c = self.core.classifier.success(
-            self.status, self.wire.host(self.request), self.headers.get("x-request-id")
-        )
-        return (Attempt(1, self.status, None, 0.0, self.region, c),)
-
-
-#: What a response carries: its attempts, or a success to expand on demand.
-History = tuple[Attempt, ...] | FirstAttempt
-
-
 class Core:
-    """What one transport shares between its calls: policy, classifier, budget.
+    """What one transport shares between its calls: the policy, the classifier,
+    the store and the strategy pipeline, and the clocks.
 
     Args:
         policy: the policy.
-        monotonic: the clock for deadlines.
-        wall: the wall clock for ``Retry-After`` HTTP-dates.
+        monotonic: the clock for deadlines, waits and the store.
+        wall: the wall clock, for ``Retry-After`` HTTP-dates and the breaker's
+            buckets.
     """
 
-    __slots__ = (
-        "breaker",
-        "budget",
-        "classifier",
-        "limiter",
-        "locator",
-        "monotonic",
-        "policy",
-        "wall",
-    )
+    __slots__ = ("classifier", "monotonic", "pipeline", "policy", "store", "wall")
 
     def __init__(
         self,
@@ -229,39 +153,156 @@ class Core:
     ) -> None:
         self.policy = policy
         self.classifier = Classifier(policy.vendor, policy.vendor_hosts, policy.detectors)
-        store = policy.store
-        self.budget: Budget | None = None
-        if policy.retry_budget is not None:
-            self.budget = (
-                policy.retry_budget.new_state()
-                if store is None
-                else SharedBudgetState(policy.retry_budget, store)
-            )
-        self.breaker: Circuits | None = None
-        if policy.circuit_breaker is not None:
-            self.breaker = (
-                policy.circuit_breaker.new_state()
-                if store is None
-                else SharedBreakerState(policy.circuit_breaker, store)
-            )
-        self.limiter: RateLimiter | None = (
-            policy.rate_limit.new_limiter(policy.store) if policy.rate_limit is not None else None
-        )
-        self.locator: RegionLocator = policy.region_locator or JsonField("location")
+        # Without a store, this transport's own memory: the same algorithms.
+        self.store = policy.store if policy.store is not None else MemoryStore()
+        self.pipeline = Pipeline([config.build(self.store, wall) for config in policy.strategies])
         self.monotonic = monotonic
         self.wall = wall
 
 
-def _carries_key(wire: Wire[Any, Any], request: Any) -> bool:
-    """Whether a POST/PATCH carries an idempotency key (header or body ``id``)."""
-    if wire.header(request, "idempotency-key") or wire.header(request, "x-idempotency-key"):
+_UNREAD: Any = object()
+
+
+class Call:
+    """One call: what the strategies may read about it (see
+    :class:`~resilience.strategies.CallInfo`), and, when it ends on its first
+    attempt, its whole history, expanded only when :func:`attempts` asks.
+
+    Host, region and vendor are read on first use: the success path of a
+    call that needs none of them reads none of them.
+    """
+
+    __slots__ = (
+        "_host",
+        "_locator",
+        "_region",
+        "core",
+        "headers",
+        "paced",
+        "replayable",
+        "request",
+        "retry_after",
+        "started",
+        "state",
+        "status",
+        "wire",
+    )
+
+    def __init__(self, core: Core, wire: Wire[Any, Any], request: Any, started: float) -> None:
+        self.core = core
+        self.wire = wire
+        self.request = request
+        self.started = started
+        # Whether the body can be replayed is asked before sending: sending may read it.
+        self.replayable = wire.replayable(request)
+        self.paced = 0.0
+        self.status = 0
+        self.headers: Mapping[str, str] | None = None
+        self.retry_after: float | None = None
+        self.state: CallState | None = None
+        self._host: Any = _UNREAD
+        self._region: Any = _UNREAD
+        self._locator: RegionLocator | None = core.policy.region_locator
+
+    # -- what strategies read -------------------------------------------------
+
+    @property
+    def host(self) -> str | None:
+        """The request's host name, without port."""
+        if self._host is _UNREAD:
+            self._host = self.wire.host(self.request)
+        host: str | None = self._host
+        return host
+
+    @property
+    def vendor(self) -> str:
+        """The vendor fixed for the host, else ``"generic"``."""
+        return self.core.classifier.host_rules(self.host).vendor
+
+    @property
+    def region(self) -> str | None:
+        """The region of the current attempt (``None`` when regions are not in use
+        or no locator can read it)."""
+        if self._region is _UNREAD:
+            region = None
+            if self.core.policy.regions is not None:
+                locator = self._locator or self.core.classifier.host_rules(self.host).region_locator
+                if locator is not None:
+                    self._locator = locator
+                    region = locator.region_of(self.wire.parts(self.request))
+            self._region = region
+        found: str | None = self._region
+        return found
+
+    # -- what the flow does with it -------------------------------------------
+
+    def max_wait(self, now: float) -> float:
+        """The longest a gate may make this call wait now."""
+        policy = self.core.policy
+        if policy.deadline is None:
+            return policy.retry_after_max
+        left = policy.deadline - max(now - self.started, self.paced)
+        return min(policy.retry_after_max, max(0.0, left))
+
+    def carries_key(self, rules: VendorRules) -> bool:
+        """Whether the request carries an idempotency key: a header, or the vendor's word."""
+        wire, request = self.wire, self.request
+        if wire.header(request, "idempotency-key") or wire.header(request, "x-idempotency-key"):
+            return True
+        return rules.safe_to_repeat(wire.parts(request))
+
+    def locator_for(self, rules: VendorRules) -> RegionLocator | None:
+        """The region locator: the policy's, else the host's vendor's, else ``rules``'."""
+        if self._locator is None and rules.region_locator is not None:
+            self._locator = rules.region_locator
+            self._region = _UNREAD  # read it again, where this vendor keeps it
+        return self._locator
+
+    def move(self, request: Any, region: str | None) -> None:
+        """The next attempt goes to ``region`` with ``request``."""
+        self.request = request
+        self._host = _UNREAD
+        self._region = region
+
+    def succeeded(self, response: Any) -> bool:
+        """Whether ``response`` ends the call as a success; if so, record it.
+
+        The one place success is recorded: no body read, no parsing, and on a
+        first attempt no per-call state beyond this object.
+        """
+        wire = self.wire
+        status = wire.status(response)
+        if status >= 400:
+            return False
+        core = self.core
+        self.status = status
+        self.headers = wire.response_headers(response)
+        core.pipeline.record(self, Outcome.SUCCESS, core.monotonic())
+        state = self.state
+        if state is None:
+            wire.attach(response, self)
+        else:
+            state.on_response(core.classifier.success(status, self.host, self.headers), 0.0)
+            wire.attach(response, tuple(state.attempts))
         return True
-    # Gameye: POST /session carries the session's own "id", so repeating it
-    # cannot start a second session (a duplicate answers 409).
-    if wire.url(request).split("?", 1)[0].rstrip("/").endswith("/session"):
-        parts = wire.parts(request)
-        return JsonField("id").region_of(parts) is not None
-    return False
+
+    def resolve(self) -> tuple[Attempt, ...]:
+        """The one-attempt history of a call that ended on its first attempt."""
+        c = self.core.classifier.success(self.status, self.host, self.headers)
+        return (Attempt(1, self.status, None, 0.0, self.region, c),)
+
+
+#: What a response carries: its attempts, or a first-attempt success to expand on demand.
+History = tuple[Attempt, ...] | Call
+
+
+def outcome_of(c: Classification) -> Outcome:
+    """What an answer tells the strategies."""
+    if c.category is Category.TRANSIENT:
+        return Outcome.FAILURE
+    if c.category is Category.RATE_LIMITED:
+        return Outcome.THROTTLED
+    return Outcome.DEFERRED if c.retryable else Outcome.SUCCESS
 
 
 def _log_retry(event: RetryEvent) -> None:
@@ -282,14 +323,14 @@ def _log_retry(event: RetryEvent) -> None:
     )
 
 
-def admit(core: Core, wire: Wire[Req, Resp], request: Req) -> FirstAttempt:
+def admit(core: Core, wire: Wire[Req, Resp], request: Req) -> Call:
     """Settle what a call needs before its first request: the idempotency key,
-    the region, whether the body can be replayed, the start of the deadline,
-    and whether the circuit breaker and the rate limit let it go.
+    whether the body can be replayed, the start of the deadline, and what the
+    pipeline's gates say (go, wait: ``Call.paced``, or refuse).
 
     Raises:
-        CircuitOpen: the circuit is open (also the library's connection error).
-        RateLimited: the rate limit cannot pace the call in time (likewise).
+        CircuitOpen, RateLimited: a gate refused (the error is also the
+            library's connection error).
     """
     policy = core.policy
     if (
@@ -299,88 +340,67 @@ def admit(core: Core, wire: Wire[Req, Resp], request: Req) -> FirstAttempt:
         and wire.header(request, "x-idempotency-key") is None
     ):
         wire.set_header(request, "Idempotency-Key", str(uuid.uuid4()))
-    region = core.locator.region_of(wire.parts(request)) if policy.regions else None
-    # Whether the body can be replayed is asked before sending: sending may read it.
-    first = FirstAttempt(core, wire, request, core.monotonic(), region, wire.replayable(request))
-    breaker = core.breaker
-    if breaker is not None:
-        first.circuit = (wire.host(request), region)
-        if not breaker.allow(first.circuit, first.started):
-            raise wire.not_sent(request, _open_circuit(core, first.circuit), CircuitOpen)
-    limiter = core.limiter
-    if limiter is not None:
-        first.pace_key = limiter.key_for(wire.host(request) or "")
-        paced = _pace(core, limiter, first.pace_key, first.started, 0.0)
-        if paced < 0:
-            local = _local_limit(core, limiter, first.pace_key, wire.host(request))
-            _log.warning(
-                "%s %s: not sent: %s",
-                wire.method(request),
-                redact_url(wire.url(request)),
-                local.message,
-            )
-            raise wire.not_sent(request, local, RateLimited)
-        first.paced = paced
-    return first
+    call = Call(core, wire, request, core.monotonic())
+    gate = core.pipeline.before_attempt(call, call.started, call.max_wait(call.started))
+    if isinstance(gate, Refusal):
+        _log.warning(
+            "%s %s: not sent: %s",
+            wire.method(request),
+            redact_url(wire.url(request)),
+            gate.classification.message,
+        )
+        raise wire.not_sent(request, gate.classification, gate.error)
+    call.paced = gate
+    return call
 
 
-def retry_flow(first: FirstAttempt, outcome: Any) -> Generator[Command, Any, None]:
+def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
     """The rest of a call whose first attempt did not succeed (see the module
     docstring); ``outcome`` is that attempt's response or exception."""
-    core = first.core
-    wire = first.wire
-    request = first.request
+    core = call.core
+    wire = call.wire
     policy = core.policy
-    method = wire.method(request)
-    breaker = core.breaker
-    limiter = core.limiter
-    circuit = first.circuit
-    pace_key = first.pace_key
-    host = wire.host(request)
-    call = CallState(
+    pipeline = core.pipeline
+    classifier = core.classifier
+    method = wire.method(call.request)
+    state = call.state = CallState(
         policy,
         method=method,
-        url=redact_url(wire.url(request)),
-        started=first.started,
-        region=first.region,
-        replayable=first.replayable,
-        idempotent=lambda: _carries_key(wire, request),
-        budget=core.budget,
+        url=redact_url(wire.url(call.request)),
+        started=call.started,
+        region=call.region,
+        replayable=call.replayable,
+        idempotent=call.carries_key,
     )
-    if first.paced:
-        call.add_wait(first.paced)
+    if call.paced:
+        state.add_wait(call.paced)
+    response: Any = None
     while True:
         broken: BaseException | None = None
         if isinstance(outcome, BaseException):
             kind = wire.error_kind(outcome)
-            if kind is None:
+            if kind is None:  # not a network error: the caller's to see
                 yield Done(None, outcome)
                 return
-            if breaker is not None and kind is not ErrorKind.FATAL:
-                breaker.record(circuit, True, core.monotonic())
-            decision = call.on_error(kind, type(outcome).__name__, core.monotonic())
+            call.headers = call.retry_after = None
+            rules = classifier.host_rules(call.host)
+            if kind is not ErrorKind.FATAL:
+                pipeline.record(call, Outcome.FAILURE, core.monotonic())
+            decision = state.on_error(kind, type(outcome).__name__, core.monotonic(), rules)
             if decision.action is not Action.RETRY:
                 # The error's class only: its text may quote the URL's credentials.
                 _log.debug(
                     "%s %s: %s, giving up: %s",
                     method,
-                    call.url,
+                    state.url,
                     type(outcome).__name__,
                     decision.reason,
                 )
                 yield Done(None, outcome)
                 return
         else:
-            response: Any = outcome
-            status = wire.status(response)
-            if status < 400:
-                if breaker is not None:
-                    breaker.record(circuit, False, core.monotonic())
-                c = core.classifier.success(
-                    status, host, wire.response_header(response, "x-request-id")
-                )
-                call.on_response(c, 0.0)
-                wire.attach(response, tuple(call.attempts))
+            response = outcome
+            if call.succeeded(response):
                 yield Done(response, None)
                 return
             read = yield Read(response)
@@ -390,110 +410,61 @@ def retry_flow(first: FirstAttempt, outcome: Any) -> Generator[Command, Any, Non
                 broken, body = read, None
             else:
                 response, body = read
-            view = wire.view(response, body, request)
-            classification = core.classifier.classify_view(view, core.wall())
-            if breaker is not None:
-                failed = classification.category is Category.TRANSIENT
-                breaker.record(circuit, failed, core.monotonic())
-            if limiter is not None:
-                if classification.category is Category.RATE_LIMITED:
-                    limiter.on_throttled(
-                        pace_key,
-                        core.monotonic(),
-                        classification.retry_after,
-                        view.headers,
-                        wall_now=core.wall(),
-                    )
-                else:
-                    limiter.on_success(
-                        pace_key, core.monotonic(), view.headers, wall_now=core.wall()
-                    )
-            decision = call.on_response(classification, core.monotonic())
+            view = wire.view(response, body, call.request)
+            c = classifier.classify_view(view, core.wall())
+            call.headers, call.retry_after = view.headers, c.retry_after
+            rules = classifier.rules(c.vendor)
+            if c.category is Category.CAPACITY and policy.regions is not None:
+                state.failover = call.locator_for(rules) is not None
+                state.locate(call.region)
+            pipeline.record(call, outcome_of(c), core.monotonic())
+            decision = state.on_response(c, core.monotonic(), rules)
             if decision.action is not Action.RETRY:
                 if decision.action is Action.GIVE_UP:
                     _log.debug(
-                        "%s %s: %s, giving up: %s", method, call.url, status, decision.reason
+                        "%s %s: %s, giving up: %s", method, state.url, view.status, decision.reason
                     )
                 if broken is not None:
                     yield Discard(response)
                     yield Done(None, broken)
                     return
-                wire.attach(response, tuple(call.attempts))
+                wire.attach(response, tuple(state.attempts))
                 yield Done(response, None)
                 return
-            yield Discard(response)
-        event = decision.event
-        assert event is not None  # a RETRY decision always carries its event
-        _log_retry(event)
-        yield Sleep(decision.delay, event)
-        if event.next_region != event.region and event.next_region is not None:
-            request = wire.rebuild(
-                request, core.locator.with_region(wire.parts(request), event.next_region)
-            )
-            circuit = (wire.host(request), event.next_region)
-        stop = None
-        if breaker is not None and not breaker.allow(circuit, core.monotonic()):
-            stop = "circuit open; not retried"
-        elif limiter is not None:
+        # A retry, unless a strategy refuses it.
+        refused = pipeline.refuses_retry(call, core.monotonic())
+        if refused is None:
+            event = decision.event
+            assert event is not None  # a RETRY decision always carries its event
+            _log_retry(event)
+            if not isinstance(outcome, BaseException):
+                yield Discard(response)
+            yield Sleep(decision.delay, event)
+            if event.next_region != event.region and event.next_region is not None:
+                locator = call.locator_for(rules)
+                assert locator is not None  # failover needs a region, which needs a locator
+                parts = locator.with_region(wire.parts(call.request), event.next_region)
+                call.move(wire.rebuild(call.request, parts), event.next_region)
             now = core.monotonic()
-            paced = _pace(core, limiter, pace_key, call.started, now - call.started)
-            if paced < 0:
-                stop = "local rate limit would wait too long; not retried"
-            elif paced > 0:
-                call.add_wait(paced)
-                yield Sleep(paced)
-        if stop is not None:
+            gate = pipeline.before_attempt(call, now, call.max_wait(now))
+            if isinstance(gate, Refusal):
+                refused = gate.reason
+            elif gate:
+                state.add_wait(gate)
+                yield Sleep(gate)
+        if refused is not None:
             # Stop with what we have: the last answer (or error).
-            _log.warning("%s %s: %s", method, call.url, stop)
-            call.abandon(stop)
+            _log.warning("%s %s: %s", method, state.url, refused)
+            state.abandon(refused)
             if isinstance(outcome, BaseException):
                 yield Done(None, outcome)
             elif broken is not None:
                 yield Done(None, broken)
             else:
-                wire.attach(response, tuple(call.attempts))
+                wire.attach(response, tuple(state.attempts))
                 yield Done(response, None)
             return
-        outcome = yield Send(request)
-
-
-def _open_circuit(core: Core, circuit: tuple[str | None, str | None]) -> Classification:
-    host, region = circuit
-    detector = core.classifier.known_detector(host)
-    where = f"{host}" + (f" ({region})" if region else "")
-    return Classification.of(
-        detector.name if detector is not None else "generic",
-        Category.TRANSIENT,
-        0,
-        code="circuit_open",
-        message=f"circuit open for {where}: not sent",
-    )
-
-
-def _pace(core: Core, limiter: RateLimiter, key: str, started: float, elapsed: float) -> float:
-    """Seconds to wait before sending (reserved), or -1 when the wait is too long.
-
-    Too long: past ``retry_after_max``, or past what is left of the deadline.
-    """
-    policy = core.policy
-    max_wait = policy.retry_after_max
-    if policy.deadline is not None:
-        max_wait = min(max_wait, max(0.0, policy.deadline - elapsed))
-    wait = limiter.acquire(key, core.monotonic(), max_wait=max_wait)
-    return -1.0 if wait is None else wait
-
-
-def _local_limit(core: Core, limiter: RateLimiter, key: str, host: str | None) -> Classification:
-    detector = core.classifier.known_detector(host)
-    wait = limiter.would_wait(key, core.monotonic())
-    return Classification.of(
-        detector.name if detector is not None else "generic",
-        Category.RATE_LIMITED,
-        0,
-        code="local_rate_limit",
-        message=f"local rate limit for {key}: the next slot is {wait:.3g}s away; not sent",
-        retry_after=wait,
-    )
+        outcome = yield Send(call.request)
 
 
 class SyncIO(Protocol):
@@ -536,46 +507,59 @@ def drive(
     sleep: Callable[[float], Any],
 ) -> Any:
     """Send ``request`` and carry out its retries synchronously; return the
-    final response or raise the final error."""
-    first = admit(core, wire, request)
-    if first.paced > 0:
-        _refuse_awaitable(sleep(first.paced), "sleep")
+    final response or raise the final error.
+
+    Whatever happens, cancellation and ``KeyboardInterrupt`` included, every
+    response that is not returned is closed and the flow is closed.
+    """
+    call = admit(core, wire, request)
+    if call.paced > 0:
+        _refuse_awaitable(sleep(call.paced), "sleep")
     try:
         outcome = io.send(request)
     except Exception as exc:
         outcome = exc
     else:
-        if first.succeeded(outcome):
+        if call.succeeded(outcome):
             return outcome
     on_retry = core.policy.on_retry
-    flow = retry_flow(first, outcome)
-    command = next(flow)
-    while True:
-        result: Any = None
-        if type(command) is Send:
-            try:
-                result = io.send(command.request)
-            except Exception as exc:
-                result = exc
-        elif type(command) is Read:
-            try:
-                result = io.read(command.response)
-            except Exception as exc:
-                result = exc
-        elif type(command) is Discard:
-            io.discard(command.response)
-        elif type(command) is Sleep:
-            if on_retry is not None and command.event is not None:
-                _refuse_awaitable(on_retry(command.event), "on_retry")
-            if command.seconds > 0:
-                _refuse_awaitable(sleep(command.seconds), "sleep")
-        else:
-            assert type(command) is Done
-            flow.close()
-            if command.error is not None:
-                raise command.error
-            return command.response
-        command = flow.send(result)
+    flow = retry_flow(call, outcome)
+    live = None if isinstance(outcome, BaseException) else outcome
+    try:
+        command = next(flow)
+        while True:
+            result: Any = None
+            if type(command) is Send:
+                try:
+                    result = live = io.send(command.request)
+                except Exception as exc:
+                    result = exc
+            elif type(command) is Read:
+                try:
+                    result = io.read(command.response)
+                except Exception as exc:
+                    result = exc
+                else:
+                    live = result[0]
+            elif type(command) is Discard:
+                live = None
+                io.discard(command.response)
+            elif type(command) is Sleep:
+                if on_retry is not None and command.event is not None:
+                    _refuse_awaitable(on_retry(command.event), "on_retry")
+                if command.seconds > 0:
+                    _refuse_awaitable(sleep(command.seconds), "sleep")
+            else:
+                assert type(command) is Done
+                if command.error is not None:
+                    raise command.error
+                live = None
+                return command.response
+            command = flow.send(result)
+    finally:
+        flow.close()
+        if live is not None:
+            _close_quietly(io.discard, live)
 
 
 async def drive_async(
@@ -586,45 +570,72 @@ async def drive_async(
     sleep: Callable[[float], Awaitable[Any]],
 ) -> Any:
     """The asynchronous counterpart of :func:`drive`."""
-    first = admit(core, wire, request)
-    if first.paced > 0:
-        await _maybe_await(sleep(first.paced))
+    call = admit(core, wire, request)
+    if call.paced > 0:
+        await _maybe_await(sleep(call.paced))
     try:
         outcome = await io.send(request)
     except Exception as exc:
         outcome = exc
     else:
-        if first.succeeded(outcome):
+        if call.succeeded(outcome):
             return outcome
     on_retry = core.policy.on_retry
-    flow = retry_flow(first, outcome)
-    command = next(flow)
-    while True:
-        result: Any = None
-        if type(command) is Send:
-            try:
-                result = await io.send(command.request)
-            except Exception as exc:
-                result = exc
-        elif type(command) is Read:
-            try:
-                result = await io.read(command.response)
-            except Exception as exc:
-                result = exc
-        elif type(command) is Discard:
-            await io.discard(command.response)
-        elif type(command) is Sleep:
-            if on_retry is not None and command.event is not None:
-                await _maybe_await(on_retry(command.event))
-            if command.seconds > 0:
-                await _maybe_await(sleep(command.seconds))
-        else:
-            assert type(command) is Done
-            flow.close()
-            if command.error is not None:
-                raise command.error
-            return command.response
-        command = flow.send(result)
+    flow = retry_flow(call, outcome)
+    live = None if isinstance(outcome, BaseException) else outcome
+    try:
+        command = next(flow)
+        while True:
+            result: Any = None
+            if type(command) is Send:
+                try:
+                    result = live = await io.send(command.request)
+                except Exception as exc:
+                    result = exc
+            elif type(command) is Read:
+                try:
+                    result = await io.read(command.response)
+                except Exception as exc:
+                    result = exc
+                else:
+                    live = result[0]
+            elif type(command) is Discard:
+                live = None
+                await io.discard(command.response)
+            elif type(command) is Sleep:
+                if on_retry is not None and command.event is not None:
+                    await _maybe_await(on_retry(command.event))
+                if command.seconds > 0:
+                    await _maybe_await(sleep(command.seconds))
+            else:
+                assert type(command) is Done
+                if command.error is not None:
+                    raise command.error
+                live = None
+                return command.response
+            command = flow.send(result)
+    finally:
+        flow.close()
+        if live is not None:
+            await _aclose_quietly(io.discard, live)
+
+
+def _close_quietly(close: Callable[[Any], Any], response: Any) -> None:
+    try:
+        close(response)
+    except Exception:  # already broken: the error in flight is the one to see
+        _log.debug("closing an abandoned response failed", exc_info=True)
+
+
+async def _aclose_quietly(close: Callable[[Any], Awaitable[Any]], response: Any) -> None:
+    # Shielded: a cancelled task must still give its connection back.
+    import anyio
+
+    try:
+        with anyio.CancelScope(shield=True):
+            await close(response)
+    except Exception:
+        _log.debug("closing an abandoned response failed", exc_info=True)
 
 
 async def _maybe_await(result: object) -> None:

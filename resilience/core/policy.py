@@ -11,11 +11,18 @@ from resilience.core.backoff import JITTERS, schedule
 from resilience.detectors import Detector
 from resilience.regions import RegionLocator
 from resilience.stores import Store
+from resilience.strategies.base import StrategyConfig
 from resilience.strategies.breaker import CircuitBreaker
 from resilience.strategies.budget import RetryBudget
 from resilience.strategies.rate_limit import RateLimit
 
-__all__ = ["DEFAULT_BUDGET", "Policy"]
+__all__ = ["DEFAULT_BUDGET", "STRATEGIES", "Policy"]
+
+#: The policy keywords that name a strategy, in the order the pipeline runs
+#: them: the breaker fails fast before the rate limit reserves a slot; the
+#: budget only hears outcomes and permits retries. A new strategy is one
+#: class with a ``build`` method and one keyword here.
+STRATEGIES = ("circuit_breaker", "rate_limit", "retry_budget")
 
 DEFAULT_BUDGET = RetryBudget()
 
@@ -170,6 +177,12 @@ class Policy:
                 self.max_attempts - 1,
             ),
         )
+
+    @property
+    def strategies(self) -> tuple[StrategyConfig, ...]:
+        """The configured strategies, in pipeline order (see :data:`STRATEGIES`)."""
+        found = (getattr(self, name) for name in STRATEGIES)
+        return tuple(config for config in found if config is not None)
 
     @classmethod
     def from_kwargs(cls, policy: Policy | None, options: Mapping[str, Any]) -> Policy:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from resilience.core.engine import Attempt
-from resilience.core.flow import ATTEMPTS_KEY, FirstAttempt
+from resilience.core.flow import ATTEMPTS_KEY, Call
+from resilience.core.records import Attempt
 
 __all__ = ["attempts"]
 
@@ -21,6 +21,6 @@ def attempts(response: Any) -> list[Attempt]:
         found = extensions.get(ATTEMPTS_KEY)
     else:
         found = getattr(response, "_resilience_attempts", None)
-    if isinstance(found, FirstAttempt):
+    if isinstance(found, Call):
         return list(found.resolve())
     return list(found) if isinstance(found, tuple) else []

@@ -89,6 +89,13 @@ class Store(Protocol):
         """The value stored under ``key``, or ``None`` when absent or expired."""
         ...
 
+    def get_many(self, keys: Sequence[str], now: float) -> list[float | None]:
+        """The values under ``keys`` (``None`` where absent or expired), read at once.
+
+        Keys read together must share a ``{hash tag}`` for Redis Cluster.
+        """
+        ...
+
     def set(self, key: str, value: float, ttl: float, now: float) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (``> 0``)."""
         ...
@@ -107,7 +114,10 @@ class Store(Protocol):
         """Add ``amount`` to the value under ``key`` and return the new value.
 
         The value is ``initial`` when absent or expired; the result is clamped to
-        ``[low, high]`` and kept for ``ttl`` seconds from now.
+        ``[low, high]`` and kept for ``ttl`` seconds from now. A result equal to
+        ``initial`` may be forgotten instead (absent and ``initial`` mean the
+        same), so :meth:`get` then answers ``None``: callers read that as
+        ``initial``.
         """
         ...
 

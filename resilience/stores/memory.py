@@ -68,11 +68,10 @@ class MemoryStore:
 
     def get(self, key: str, now: float) -> float | None:
         """See :meth:`Store.get`."""
-        with self._lock:
-            entry = self._values.get(key)
-            if entry is None or entry[1] <= now:
-                return None
-            return entry[0]
+        entry = self._values.get(key)  # one dict read: atomic, no lock needed
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
 
     def set(self, key: str, value: float, ttl: float, now: float) -> None:
         """See :meth:`Store.set`."""
@@ -94,13 +93,31 @@ class MemoryStore:
     ) -> float:
         """See :meth:`Store.incr`."""
         check_ttl(ttl)
+        if key not in self._values and max(low, min(high, initial + amount)) == initial:
+            # Absent is ``initial``, and so is the result: nothing to write (a
+            # full retry budget hearing of a success). A racing writer is no
+            # different from one that came just after.
+            return initial
         with self._lock:
-            entry = self._values.get(key)
+            values = self._values  # inside the lock: a sweep replaces the dict
+            entry = values.get(key)
             value = initial if entry is None or entry[1] <= now else entry[0]
             value = max(low, min(high, value + amount))
-            self._values[key] = (value, now + ttl)
+            if value == initial:
+                values.pop(key, None)  # back to where an absent value starts
+            else:
+                values[key] = (value, now + ttl)
             self._wrote(now)
             return value
+
+    def get_many(self, keys: Sequence[str], now: float) -> list[float | None]:
+        """See :meth:`Store.get_many`."""
+        values = self._values
+        out: list[float | None] = []
+        for key in keys:
+            entry = values.get(key)  # one dict read: atomic, no lock needed
+            out.append(None if entry is None or entry[1] <= now else entry[0])
+        return out
 
     def purge(self, now: float) -> int:
         """Drop every expired entry now; returns the number of entries left."""
@@ -120,7 +137,7 @@ class MemoryStore:
             self._sweep(now)
 
     def _sweep(self, now: float) -> None:
-        for key in [k for k, e in self._buckets.items() if e[2] <= now]:
-            del self._buckets[key]
-        for key in [k for k, e in self._values.items() if e[1] <= now]:
-            del self._values[key]
+        # New dicts rather than deletions: a dict never shrinks its table, so
+        # after a burst of 100,000 hosts the memory would stay taken.
+        self._buckets = {k: e for k, e in self._buckets.items() if e[2] > now}
+        self._values = {k: e for k, e in self._values.items() if e[1] > now}

@@ -85,12 +85,17 @@ _LUA_INCR = """
 local v = tonumber(redis.call('GET', KEYS[1])) or tonumber(ARGV[2])
 v = math.max(tonumber(ARGV[3]), math.min(tonumber(ARGV[4]), v + tonumber(ARGV[1])))
 local out = string.format('%.17g', v)
-redis.call('SET', KEYS[1], out, 'PX', ARGV[5])
+if v == tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], out, 'PX', ARGV[5])
+end
 return out
 """
 
 # GET and SET go through scripts too, so that a client is only asked for scripts.
 _LUA_GET = "return redis.call('GET', KEYS[1])"
+_LUA_MGET = "return redis.call('MGET', unpack(KEYS))"
 _LUA_SET = "return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])"
 
 _BIG = 1.7976931348623157e308  # Lua 5.1's tonumber() may not read "inf"
@@ -182,6 +187,7 @@ class RedisStore:
                 ("hold", _LUA_HOLD),
                 ("incr", _LUA_INCR),
                 ("get", _LUA_GET),
+                ("get_many", _LUA_MGET),
                 ("set", _LUA_SET),
             )
         }
@@ -241,6 +247,17 @@ class RedisStore:
             return None if raw is None else float(raw)
 
         return self._run(now, remote, lambda: self._fallback.get(key, now))
+
+    def get_many(self, keys: Sequence[str], now: float) -> list[float | None]:
+        """See :meth:`Store.get_many`."""
+        if not keys:
+            return []
+
+        def remote() -> list[float | None]:
+            raw = self._scripts["get_many"](keys=[self.prefix + k for k in keys], args=[])
+            return [None if v is None else float(v) for v in raw]
+
+        return self._run(now, remote, lambda: self._fallback.get_many(keys, now))
 
     def set(self, key: str, value: float, ttl: float, now: float) -> None:
         """See :meth:`Store.set`."""

@@ -3,46 +3,66 @@
 Opt-in (``circuit_breaker=CircuitBreaker()`` or ``circuit_breaker=True``). One
 circuit per host and region, in the manner of Polly's advanced circuit breaker:
 
-* **closed**: requests flow; outcomes are counted in a sliding window of
-  ``window`` seconds (ten buckets). When at least ``min_calls`` outcomes are in
-  the window and the share of failures reaches ``failure_ratio``, it opens.
+* **closed**: requests flow; outcomes are counted over a sliding window of
+  ``window`` seconds. When a failure finds at least ``min_calls`` outcomes in
+  the window and the share of failures at ``failure_ratio`` or more, it opens.
 * **open**: requests fail at once, without being sent, for ``open_for`` seconds.
 * **half-open**: up to ``probes`` requests go through; a success closes the
   circuit (with an empty window), a failure opens it again.
 
 A failure is a network error or a ``TRANSIENT`` answer (5xx); any other answer
-is a success, since the server is up. Thread-safe and asyncio-safe (a lock, no
-awaits); time comes in as an argument.
+is a success, since the server is up.
+
+State lives in the transport's :class:`~resilience.stores.Store`, the same way
+in memory and in Redis, under ``breaker:{host|region}`` (a Redis Cluster hash
+tag, so one circuit's keys share a node):
+
+* ``:open`` - present while open (expires after ``open_for``);
+* ``:trip`` - present from opening until a probe succeeds (or
+  ``open_for + window`` passes): once ``:open`` has expired it means half-open;
+* ``:probes`` - probes in flight while half-open;
+* ``:gen`` - bumped whenever the circuit opens or closes, so that the window
+  starts empty;
+* ``:<gen>:<i>:n`` / ``:f`` - outcomes and failures in bucket ``i`` of
+  ``window / 2`` seconds of wall-clock time. The count over the window is the
+  current bucket plus the previous one weighted by the share of it still
+  inside the window (the sliding-window estimate). Wall-clock time because
+  processes on different machines share no monotonic clock; a skew of a
+  second only shifts bucket edges.
+
+Every key expires, so a host that is no longer called costs nothing once its
+keys have expired. The success path of a closed circuit reads two values
+before sending, then three, and adds one count.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-__all__ = ["BreakerState", "CircuitBreaker", "Circuits"]
+from resilience.core.classification import Category, Classification
+from resilience.errors import CircuitOpen
+from resilience.stores.base import Store
+from resilience.strategies.base import BaseStrategy, CallInfo, Outcome, Refusal
 
-_BUCKETS = 10
+__all__ = ["BreakerStrategy", "CircuitBreaker"]
 
 
-class Circuits(Protocol):
-    """What the retry flow asks of a circuit breaker (in memory or in a shared store)."""
-
-    def allow(self, key: tuple[str | None, str | None], now: float) -> bool: ...
-    def record(self, key: tuple[str | None, str | None], failed: bool, now: float) -> None: ...
+def _positive(name: str, value: object, *, integer: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        kind = "an int" if integer else "a number"
+        raise TypeError(f"circuit_breaker.{name} must be {kind}, not {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
 class CircuitBreaker:
-    """Configuration of the circuit breaker.
+    """Configuration of the circuit breaker (``circuit_breaker=`` of a policy).
 
     Attributes:
         failure_ratio: share of failed outcomes in the window that opens it (0-1].
         min_calls: fewest outcomes in the window before the ratio is judged.
-        window: seconds of outcomes considered.
+        window: seconds of outcomes considered (at least 0.001).
         open_for: seconds the circuit stays open before letting probes through.
         probes: requests allowed through at once while half-open.
     """
@@ -54,103 +74,124 @@ class CircuitBreaker:
     probes: int = 1
 
     def __post_init__(self) -> None:
+        _positive("failure_ratio", self.failure_ratio)
         if not (0 < self.failure_ratio <= 1):
             raise ValueError(
                 f"circuit_breaker.failure_ratio must be in (0, 1], got {self.failure_ratio!r}"
             )
         for name in ("min_calls", "probes"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            _positive(name, value, integer=True)
+            if value < 1:
                 raise ValueError(f"circuit_breaker.{name} must be an int >= 1, got {value!r}")
         for name in ("window", "open_for"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"circuit_breaker.{name} must be a number > 0, got {value!r}")
+            _positive(name, value)
+            # A millisecond at least: bucket indexes of a shorter window overflow.
+            if not math.isfinite(value) or not 1e-3 <= value <= 1e9:
+                raise ValueError(
+                    f"circuit_breaker.{name} must be between 0.001 and 1e9 seconds, got {value!r}"
+                )
 
-    def new_state(self) -> BreakerState:
-        """The circuits of one transport."""
-        return BreakerState(self)
-
-
-class _Circuit:
-    __slots__ = ("buckets", "opened_at", "probing", "state")
-
-    def __init__(self) -> None:
-        self.state = "closed"
-        self.opened_at = 0.0
-        self.probing = 0
-        # (bucket start, outcomes, failures)
-        self.buckets: deque[list[float]] = deque()
+    def build(self, store: Store, wall: Callable[[], float]) -> BreakerStrategy:
+        """The strategy, keeping its circuits in ``store``."""
+        return BreakerStrategy(self, store, wall)
 
 
-class BreakerState:
-    """Every circuit of one transport, keyed by ``(host, region)``."""
+class BreakerStrategy(BaseStrategy):
+    """The circuit breaker as a strategy: gates attempts, records outcomes."""
 
-    __slots__ = ("_circuits", "_lock", "config")
+    __slots__ = ("config", "store", "wall")
 
-    def __init__(self, config: CircuitBreaker) -> None:
+    def __init__(self, config: CircuitBreaker, store: Store, wall: Callable[[], float]) -> None:
         self.config = config
-        self._circuits: dict[tuple[str | None, str | None], _Circuit] = {}
-        self._lock = threading.Lock()
+        self.store = store
+        self.wall = wall
 
-    def state(self, key: tuple[str | None, str | None], now: float) -> str:
-        """``"closed"``, ``"open"`` or ``"half_open"`` for ``key`` at ``now``."""
-        with self._lock:
-            circuit = self._circuits.get(key)
-            if circuit is None:
-                return "closed"
-            self._advance(circuit, now)
-            return circuit.state
+    @staticmethod
+    def circuit(host: str | None, region: str | None) -> str:
+        """The store name of the circuit of ``host`` and ``region``."""
+        return f"breaker:{{{host or ''}|{region or ''}}}"
 
-    def allow(self, key: tuple[str | None, str | None], now: float) -> bool:
-        """Whether a request to ``key`` may be sent now (takes a probe slot if half-open)."""
-        with self._lock:
-            circuit = self._circuits.get(key)
-            if circuit is None:
-                return True
-            self._advance(circuit, now)
-            if circuit.state == "closed":
-                return True
-            if circuit.state == "half_open" and circuit.probing < self.config.probes:
-                circuit.probing += 1
-                return True
-            return False
+    def state(self, name: str, now: float) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"`` for circuit ``name``."""
+        opened, tripped = self.store.get_many((name + ":open", name + ":trip"), now)
+        if opened:
+            return "open"
+        return "half_open" if tripped else "closed"
 
-    def record(self, key: tuple[str | None, str | None], failed: bool, now: float) -> None:
-        """Count one outcome of a request sent to ``key``."""
+    def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
+        """Go while closed; refuse while open; one of ``probes`` slots while half-open."""
+        name = self.circuit(call.host, call.region)
+        state = self.state(name, now)
+        if state == "closed":
+            return 0.0
+        if state == "half_open":
+            probes = self.store.incr(name + ":probes", 1.0, self.config.open_for, now, low=0.0)
+            if probes <= self.config.probes:
+                return 0.0
+            self.store.incr(name + ":probes", -1.0, self.config.open_for, now, low=0.0)
+        return self._refusal(call)
+
+    def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
+        """Count the outcome; open on a failure over the ratio, close on a good probe."""
         config = self.config
-        with self._lock:
-            circuit = self._circuits.get(key)
-            if circuit is None:
-                circuit = self._circuits[key] = _Circuit()
-            self._advance(circuit, now)
-            if circuit.state == "half_open":
-                circuit.probing = max(0, circuit.probing - 1)
-                if failed:
-                    circuit.state, circuit.opened_at = "open", now
-                else:
-                    circuit.state = "closed"
-                    circuit.buckets.clear()
-                return
-            if circuit.state == "open":
-                return
-            width = config.window / _BUCKETS
-            if not circuit.buckets or now - circuit.buckets[-1][0] >= width:
-                circuit.buckets.append([now, 0.0, 0.0])
-            bucket = circuit.buckets[-1]
-            bucket[1] += 1
-            bucket[2] += failed
-            self._prune(circuit, now)
-            total = sum(b[1] for b in circuit.buckets)
-            failures = sum(b[2] for b in circuit.buckets)
-            if total >= config.min_calls and failures / total >= config.failure_ratio:
-                circuit.state, circuit.opened_at = "open", now
-                circuit.buckets.clear()
+        failed = outcome is Outcome.FAILURE
+        name = self.circuit(call.host, call.region)
+        store = self.store
+        opened, tripped, generation = store.get_many(
+            (name + ":open", name + ":trip", name + ":gen"), now
+        )
+        if opened:
+            return
+        if tripped:  # half-open: this was a probe
+            store.incr(name + ":probes", -1.0, config.open_for, now, low=0.0)
+            if failed:
+                self._open(name, now)
+            else:
+                store.set(name + ":trip", 0.0, config.window, now)
+                store.incr(name + ":gen", 1.0, config.window * 4, now)
+            return
+        width = config.window / 2.0
+        wall = self.wall()
+        index = math.floor(wall / width)
+        base = f"{name}:{int(generation or 0)}:"
+        ttl = config.window * 1.5
+        store.incr(f"{base}{index}:n", 1.0, ttl, now)
+        if not failed:
+            return  # a success never opens a circuit
+        store.incr(f"{base}{index}:f", 1.0, ttl, now)
+        # Read the counts again, after both increments: a thread counting at
+        # the same moment may have bumped one and not yet the other.
+        total, failures, previous_n, previous_f = (
+            value or 0.0
+            for value in store.get_many(
+                [f"{base}{i}:{k}" for i in (index, index - 1) for k in "nf"], now
+            )
+        )
+        # The previous bucket counts for the part of it still inside the window.
+        weight = 1.0 - (wall - index * width) / width
+        total += weight * previous_n
+        failures += weight * previous_f
+        if total >= config.min_calls and failures / total >= config.failure_ratio:
+            self._open(name, now)
 
-    def _prune(self, circuit: _Circuit, now: float) -> None:
-        while circuit.buckets and now - circuit.buckets[0][0] >= self.config.window:
-            circuit.buckets.popleft()
+    def _open(self, name: str, now: float) -> None:
+        config = self.config
+        self.store.set(name + ":open", 1.0, config.open_for, now)
+        self.store.set(name + ":trip", 1.0, config.open_for + config.window, now)
+        self.store.set(name + ":probes", 0.0, config.open_for, now)
+        self.store.incr(name + ":gen", 1.0, config.window * 4, now)
 
-    def _advance(self, circuit: _Circuit, now: float) -> None:
-        if circuit.state == "open" and now - circuit.opened_at >= self.config.open_for:
-            circuit.state, circuit.probing = "half_open", 0
+    @staticmethod
+    def _refusal(call: CallInfo) -> Refusal:
+        host, region = call.host, call.region
+        where = f"{host}" + (f" ({region})" if region else "")
+        classification = Classification.of(
+            call.vendor,
+            Category.TRANSIENT,
+            0,
+            code="circuit_open",
+            message=f"circuit open for {where}: not sent",
+        )
+        return Refusal(classification, CircuitOpen, "circuit open; not retried")

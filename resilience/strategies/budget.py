@@ -11,29 +11,33 @@ each logical call sends one request (a count of retries per second, such as a
 Finagle budget's floor, would still triple the load of a client making one call
 per second). Among successes a lone failure is still retried; retries resume
 once enough successes have refilled the bucket.
+
+The tokens are one value in the store, ``retry-budget``, moved by atomic
+``incr`` within ``[0, max_tokens]``: a ``MemoryStore`` of its own per
+transport by default, or a store shared by several transports or a fleet. A
+full bucket is an absent value, so the success path writes nothing while
+nothing fails; a bucket idle for an hour is forgotten (full again).
 """
 
 from __future__ import annotations
 
 import math
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-__all__ = ["Budget", "BudgetState", "RetryBudget"]
+from resilience.stores.base import Store
+from resilience.strategies.base import BaseStrategy, CallInfo, Outcome
 
+__all__ = ["BudgetStrategy", "RetryBudget"]
 
-class Budget(Protocol):
-    """What the engine asks of a retry budget (in memory or in a shared store)."""
-
-    def record_failure(self) -> None: ...
-    def record_success(self) -> None: ...
-    def allows_retry(self) -> bool: ...
+KEY = "retry-budget"
+IDLE = 3600.0
+"""Seconds without any outcome after which the bucket is forgotten (full)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RetryBudget:
-    """Configuration of the retry budget.
+    """Configuration of the retry budget (``retry_budget=`` of a policy).
 
     Attributes:
         max_tokens: size of the bucket (at most ``max_tokens / 2`` retries in a
@@ -53,37 +57,35 @@ class RetryBudget:
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"retry_budget.{name} must be > 0, got {value!r}")
 
-    def new_state(self) -> BudgetState:
-        """A fresh, full bucket (one per transport)."""
-        return BudgetState(self)
+    def build(self, store: Store, wall: Callable[[], float]) -> BudgetStrategy:
+        """The strategy, keeping its tokens in ``store``."""
+        return BudgetStrategy(self, store)
 
 
-class BudgetState:
-    """The tokens of one transport; safe to share between threads and tasks."""
+class BudgetStrategy(BaseStrategy):
+    """The retry budget as a strategy: records outcomes, permits retries."""
 
-    __slots__ = ("_lock", "_tokens", "budget")
+    __slots__ = ("_half", "_ratio", "_top", "config", "store")
 
-    def __init__(self, budget: RetryBudget) -> None:
-        self.budget = budget
-        self._tokens = float(budget.max_tokens)
-        self._lock = threading.Lock()
+    refusal = "retry budget exhausted"
 
-    @property
-    def tokens(self) -> float:
+    def __init__(self, config: RetryBudget, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self._top = float(config.max_tokens)
+        self._half = self._top / 2.0
+        self._ratio = float(config.token_ratio)
+
+    def tokens(self, now: float) -> float:
         """Tokens left."""
-        return self._tokens
+        value = self.store.get(KEY, now)
+        return self._top if value is None else value
 
-    def record_failure(self) -> None:
-        """An attempt failed in a way the policy would retry."""
-        with self._lock:
-            self._tokens = max(0.0, self._tokens - 1.0)
+    def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
+        """A success gives back ``token_ratio``; any other outcome takes one token."""
+        amount = self._ratio if outcome is Outcome.SUCCESS else -1.0
+        self.store.incr(KEY, amount, IDLE, now, initial=self._top, low=0.0, high=self._top)
 
-    def record_success(self) -> None:
-        """An attempt got an answer that is not a failure."""
-        if self._tokens < self.budget.max_tokens:
-            with self._lock:
-                self._tokens = min(self.budget.max_tokens, self._tokens + self.budget.token_ratio)
-
-    def allows_retry(self) -> bool:
-        """Whether a retry may be sent now."""
-        return self._tokens > self.budget.max_tokens / 2.0
+    def allows_retry(self, call: CallInfo, now: float) -> bool:
+        """Whether more than half the tokens remain."""
+        return self.tokens(now) > self._half

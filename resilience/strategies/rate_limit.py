@@ -83,14 +83,17 @@ call), and every store operation is atomic.
 from __future__ import annotations
 
 import math
-import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import overload
 
-from resilience.core.retry_after import parse_retry_after
-from resilience.stores import Bucket, MemoryStore, Store
+from resilience.core.classification import Category, Classification
+from resilience.errors import RateLimited
+from resilience.stores.base import Bucket, Store
+from resilience.stores.memory import MemoryStore
+from resilience.strategies.base import BaseStrategy, CallInfo, Outcome, Refusal
+from resilience.strategies.limit_headers import LimitHeaders, read_limit_headers
 
 __all__ = ["LimitHeaders", "RateLimit", "RateLimiter", "read_limit_headers"]
 
@@ -172,6 +175,10 @@ class RateLimit:
         """A limiter keeping its buckets in ``store`` (a new :class:`MemoryStore` if ``None``)."""
         return RateLimiter(self, store)
 
+    def build(self, store: Store, wall: Callable[[], float]) -> RateLimiter:
+        """The strategy, keeping its buckets and holds in ``store``."""
+        return RateLimiter(self, store, wall)
+
 
 @dataclass(frozen=True, slots=True)
 class _Adaptive:
@@ -181,36 +188,69 @@ class _Adaptive:
     w_max: float
     f0: float
     since: float
+    until: float
+    """When the curve is back at the plan's rate: the key may be forgotten then."""
 
 
-@dataclass(frozen=True, slots=True)
-class LimitHeaders:
-    """What a response's rate-limit headers say, normalised.
+class RateLimiter(BaseStrategy):
+    """The pacing state of one transport; safe to share between threads and tasks.
 
-    Attributes:
-        retry_after: seconds from ``Retry-After``.
-        remaining: the fewest requests left in any announced window.
-        reset: seconds until an exhausted window resets (the longest, if
-            several are), or the only reset announced.
-        rate: the lowest announced quota per second (``RateLimit-Policy``).
+    As a strategy it gates every attempt (a wait, or a refusal when the wait
+    would be too long) and hears every answer.
     """
 
-    retry_after: float | None = None
-    remaining: float | None = None
-    reset: float | None = None
-    rate: float | None = None
+    __slots__ = ("_adaptive", "_decreases", "_lock", "config", "store", "wall")
 
+    _SWEEP_EVERY = 64
 
-class RateLimiter:
-    """The pacing state of one transport; safe to share between threads and tasks."""
-
-    __slots__ = ("_adaptive", "_lock", "config", "store")
-
-    def __init__(self, config: RateLimit, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        config: RateLimit,
+        store: Store | None = None,
+        wall: Callable[[], float] | None = None,
+    ) -> None:
         self.config = config
         self.store: Store = MemoryStore() if store is None else store
+        self.wall = wall
+        # Only keys below the plan's rate, each forgotten once recovered.
         self._adaptive: dict[str, _Adaptive] = {}
+        self._decreases = 0
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """Keys whose rate is lowered now."""
+        return len(self._adaptive)
+
+    def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
+        """Reserve the next slot, or refuse when it is further away than ``max_wait``."""
+        key = self.key_for(call.host or "")
+        wait = self.acquire(key, now, max_wait=max_wait)
+        if wait is not None:
+            return wait
+        later = self.would_wait(key, now)
+        classification = Classification.of(
+            call.vendor,
+            Category.RATE_LIMITED,
+            0,
+            code="local_rate_limit",
+            message=f"local rate limit for {key}: the next slot is {later:.3g}s away; not sent",
+            retry_after=later,
+        )
+        return Refusal(
+            classification, RateLimited, "local rate limit would wait too long; not retried"
+        )
+
+    def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
+        """A 429 holds and slows the key; any other answer lets it recover."""
+        headers = call.headers
+        if headers is None:
+            return  # a network error says nothing about the rate
+        key = self.key_for(call.host or "")
+        wall_now = self.wall() if self.wall is not None else None
+        if outcome is Outcome.THROTTLED:
+            self.on_throttled(key, now, call.retry_after, headers, wall_now=wall_now)
+        else:
+            self.on_success(key, now, headers, wall_now=wall_now)
 
     def key_for(self, host: str) -> str:
         """The limit key of a request to ``host``: the configured key, else the host."""
@@ -327,7 +367,17 @@ class RateLimiter:
                 w_max = min(w_max, server_rate / self.config.plan_rate)
             w_max = max(F_MIN, w_max)
             f0 = max(F_MIN, BETA * w_max)
-            self._adaptive[key] = _Adaptive(factor=f0, w_max=w_max, f0=f0, since=now)
+            self._adaptive[key] = _Adaptive(
+                factor=f0,
+                w_max=w_max,
+                f0=f0,
+                since=now,
+                until=_recovered_at(w_max, f0, now, self.config.recovery),
+            )
+            self._decreases += 1
+            if self._decreases % self._SWEEP_EVERY == 0:
+                # Keys nobody calls any more: forget those back at the plan's rate.
+                self._adaptive = {k: a for k, a in self._adaptive.items() if a.until > now}
 
     def _cost(self, key: str) -> float:
         return 1.0 / self.factor(key)
@@ -347,132 +397,15 @@ def _recovered(state: _Adaptive, now: float, k: float) -> float:
     return min(1.0, max(state.factor, curve))
 
 
+def _recovered_at(w_max: float, f0: float, since: float, k: float) -> float:
+    """When the cubic recovery curve from ``since`` reaches the plan (factor 1)."""
+    if w_max <= f0:
+        return since + k
+    ratio: float = (1.0 - w_max) / (w_max - f0)
+    return since + k * (1.0 + math.pow(ratio, 1.0 / 3.0))
+
+
 def _clamp_hold(seconds: float | None) -> float:
     if seconds is None or not math.isfinite(seconds) or seconds <= 0:
         return 0.0
     return min(seconds, MAX_HOLD)
-
-
-# --- headers --------------------------------------------------------------------------
-
-_NUMBER = re.compile(r"\s*\"?\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*\"?\s*\Z")
-
-
-def _number(text: str | None) -> float | None:
-    if text is None:
-        return None
-    match = _NUMBER.match(text)
-    if match is None:
-        return None
-    value = float(match.group(1))
-    return value if math.isfinite(value) else None
-
-
-def _members(value: str) -> list[list[str]]:
-    """Split a structured-field list: members by ``,``, parameters by ``;``, outside quotes."""
-    members: list[list[str]] = []
-    current: list[str] = []
-    token: list[str] = []
-    quoted = False
-    for ch in value:
-        if ch == '"':
-            quoted = not quoted
-            token.append(ch)
-        elif not quoted and ch in ",;":
-            current.append("".join(token).strip())
-            token = []
-            if ch == ",":
-                members.append(current)
-                current = []
-        else:
-            token.append(ch)
-    current.append("".join(token).strip())
-    members.append(current)
-    return [m for m in members if any(m)]
-
-
-def _params(parts: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for part in parts:
-        name, sep, value = part.partition("=")
-        if sep:
-            out[name.strip().lower()] = value.strip()
-    return out
-
-
-def _reset_seconds(value: float, wall_now: float | None) -> float | None:
-    """A reset that is a delay, or an epoch time in seconds or milliseconds."""
-    if value >= 1e12:  # epoch milliseconds
-        return None if wall_now is None else max(0.0, value / 1000.0 - wall_now)
-    if value >= 1e9:  # epoch seconds (GitHub's X-RateLimit-Reset)
-        return None if wall_now is None else max(0.0, value - wall_now)
-    return value
-
-
-def read_limit_headers(headers: Mapping[str, str], wall_now: float | None = None) -> LimitHeaders:
-    """Read ``Retry-After`` and the rate-limit headers of a response; garbage is ignored.
-
-    Understood: ``Retry-After``; ``RateLimit`` (``"name";r=0;t=30`` from
-    draft-ietf-httpapi-ratelimit-headers-08 on, ``limit=, remaining=, reset=``
-    in -07); ``RateLimit-Policy`` (``"name";q=100;w=60``, or ``100;w=60`` in
-    earlier drafts); ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (-03 to
-    -06); ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset``.
-
-    Args:
-        headers: the response headers (any mapping; names compared case-insensitively).
-        wall_now: seconds since the epoch, to read an HTTP-date ``Retry-After``
-            and epoch resets; without it those are ignored.
-    """
-    h = {str(k).lower(): str(v) for k, v in headers.items()}
-    seen: list[tuple[float | None, float | None]] = []  # (remaining, reset seconds)
-    rates: list[float] = []
-
-    retry_after: float | None = None
-    raw = h.get("retry-after")
-    if raw is not None:
-        retry_after = parse_retry_after(raw, wall_now) if wall_now is not None else _number(raw)
-
-    if "ratelimit" in h:
-        legacy: dict[str, str] = {}
-        for member in _members(h["ratelimit"]):
-            head, sep, value = member[0].partition("=")
-            if sep:  # draft -07: limit=10, remaining=0, reset=5
-                legacy[head.strip().lower()] = value
-            else:
-                p = _params(member[1:])
-                seen.append((_number(p.get("r")), _number(p.get("t"))))
-        if legacy:
-            seen.append((_number(legacy.get("remaining")), _number(legacy.get("reset"))))
-
-    for name in ("ratelimit-policy", "ratelimit-limit"):
-        for member in _members(h.get(name, "")):
-            p = _params(member[1:])
-            if p.get("qu", "requests").strip('"') != "requests":
-                continue
-            quota = _number(p.get("q")) if "q" in p else _number(member[0])
-            window = _number(p.get("w"))
-            if quota is not None and window:
-                rates.append(quota / window)
-
-    for prefix in ("ratelimit-", "x-ratelimit-"):
-        remaining = _number(h.get(prefix + "remaining"))
-        reset = _number(h.get(prefix + "reset"))
-        if reset is not None:
-            reset = _reset_seconds(reset, wall_now)
-        if remaining is not None or reset is not None:
-            seen.append((remaining, reset))
-
-    remaining_all = [r for r, _ in seen if r is not None]
-    exhausted = [t for r, t in seen if r == 0 and t is not None]
-    resets = [t for _, t in seen if t is not None]
-    reset_out: float | None = None
-    if exhausted:
-        reset_out = max(exhausted)
-    elif not remaining_all and resets:
-        reset_out = max(resets)
-    return LimitHeaders(
-        retry_after=retry_after,
-        remaining=min(remaining_all) if remaining_all else None,
-        reset=reset_out,
-        rate=min(rates) if rates else None,
-    )

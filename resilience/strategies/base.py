@@ -1,0 +1,190 @@
+"""The one protocol every strategy follows, and the pipeline that runs them.
+
+In the spirit of Polly v8's resilience pipeline: a strategy is a small object
+with up to three duties, each optional:
+
+* :meth:`Strategy.before_attempt` - a gate before every attempt: go now, wait
+  ``s`` seconds first, or refuse (:class:`Refusal`: nothing is sent);
+* :meth:`Strategy.record` - hear the :class:`Outcome` of every attempt;
+* :meth:`Strategy.allows_retry` - permission for one more attempt.
+
+The retry flow never asks "is there a breaker?": it asks the
+:class:`Pipeline`, which calls only the strategies that override a duty
+(:class:`BaseStrategy` gives no-op defaults), in the order they were given.
+A strategy keeps its state in a :class:`~resilience.stores.Store`, so one
+algorithm serves one process (``MemoryStore``) and a fleet (``RedisStore``).
+
+Adding a strategy is one class (the configuration, with a ``build`` method)
+and one keyword of :class:`~resilience.Policy`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from resilience.core.classification import Classification
+from resilience.errors import ResilienceError
+
+if TYPE_CHECKING:
+    from resilience.stores.base import Store
+
+__all__ = [
+    "BaseStrategy",
+    "CallInfo",
+    "Outcome",
+    "Pipeline",
+    "Refusal",
+    "Strategy",
+    "StrategyConfig",
+]
+
+
+class Outcome(enum.Enum):
+    """What one attempt says about the server, as the strategies need to know it."""
+
+    SUCCESS = "success"
+    """An answer that ends the call: 2xx/3xx, or a final 4xx."""
+    FAILURE = "failure"
+    """The server failed: a ``TRANSIENT`` answer (5xx) or a network error that may heal."""
+    THROTTLED = "throttled"
+    """A ``RATE_LIMITED`` answer (429)."""
+    DEFERRED = "deferred"
+    """Another answer worth retrying that is no fault of the server (409 pending, 420)."""
+
+
+class CallInfo(Protocol):
+    """What a strategy may read about the call it serves (all read lazily)."""
+
+    @property
+    def host(self) -> str | None:
+        """The request's host name, without port."""
+
+    @property
+    def region(self) -> str | None:
+        """The region of the current attempt, when regions are in use."""
+
+    @property
+    def vendor(self) -> str:
+        """The vendor fixed for the host (``vendor=``/``vendor_hosts``), else ``"generic"``."""
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        """The headers of the last answer; ``None`` after a network error."""
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds from the last answer's ``Retry-After``, when classified."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A gate's refusal: the attempt is not sent.
+
+    Attributes:
+        classification: what the caller is told (status ``0``: nothing was sent).
+        error: the error class a call refused on its first attempt raises (a
+            :class:`~resilience.ResilienceError` subclass that the shell also
+            makes the library's own connection error).
+        reason: why, as the attempt history and the log say it.
+    """
+
+    classification: Classification
+    error: type[ResilienceError]
+    reason: str
+
+
+class Strategy(Protocol):
+    """One strategy of the pipeline; see the module docstring."""
+
+    def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
+        """Seconds to wait before the attempt is sent (``0.0``: now), or a refusal.
+
+        Args:
+            call: the call.
+            now: monotonic seconds.
+            max_wait: the longest wait the call can afford (deadline,
+                ``retry_after_max``); a longer one must be a refusal.
+        """
+
+    def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
+        """Hear the outcome of an attempt."""
+
+    def allows_retry(self, call: CallInfo, now: float) -> bool:
+        """Whether one more attempt may be sent."""
+
+
+class BaseStrategy:
+    """No-op duties: a strategy overrides only those it has.
+
+    Attributes:
+        refusal: what the history says when :meth:`allows_retry` says no.
+    """
+
+    __slots__ = ()
+
+    refusal = "refused by a strategy"
+
+    def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
+        """Go now."""
+        return 0.0
+
+    def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
+        """Nothing to record."""
+
+    def allows_retry(self, call: CallInfo, now: float) -> bool:
+        """Always."""
+        return True
+
+
+class StrategyConfig(Protocol):
+    """A strategy's configuration (a policy keyword's value)."""
+
+    def build(self, store: Store, wall: Callable[[], float]) -> Strategy:
+        """The strategy, keeping its state in ``store``; ``wall`` is the wall clock."""
+
+
+def _overrides(strategy: object, duty: str) -> bool:
+    return getattr(type(strategy), duty, None) is not getattr(BaseStrategy, duty)
+
+
+class Pipeline:
+    """The strategies of one transport, in order, each called only for its duties."""
+
+    __slots__ = ("_gates", "_permits", "_recorders", "strategies")
+
+    def __init__(self, strategies: Sequence[Strategy]) -> None:
+        self.strategies = tuple(strategies)
+        self._gates = tuple(s for s in self.strategies if _overrides(s, "before_attempt"))
+        self._recorders = tuple(s for s in self.strategies if _overrides(s, "record"))
+        self._permits = tuple(s for s in self.strategies if _overrides(s, "allows_retry"))
+
+    @property
+    def gates(self) -> bool:
+        """Whether any strategy gates attempts."""
+        return bool(self._gates)
+
+    def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
+        """Ask every gate in order; the first refusal wins, else the longest wait."""
+        wait = 0.0
+        for strategy in self._gates:
+            answer = strategy.before_attempt(call, now, max_wait)
+            if type(answer) is Refusal:
+                return answer
+            assert isinstance(answer, float)
+            wait = max(wait, answer)
+        return wait
+
+    def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
+        """Tell every strategy that records."""
+        for strategy in self._recorders:
+            strategy.record(call, outcome, now)
+
+    def refuses_retry(self, call: CallInfo, now: float) -> str | None:
+        """``None`` when every strategy allows a retry, else the first refusal's reason."""
+        for strategy in self._permits:
+            if not strategy.allows_retry(call, now):
+                return getattr(strategy, "refusal", "refused by a strategy")
+        return None
