@@ -1,9 +1,12 @@
 """Where the region of a request lives, for ``CAPACITY`` failover.
 
 A region locator reads the region of a request and rewrites a request to
-another region. The built-in ones cover a JSON body field (Gameye's
-``location``), a host mapping, a header and a query parameter; any object with
-the same two methods works.
+another region. The built-in ones cover a JSON body field, a host mapping, a
+header and a query parameter; any object with the same two methods works.
+
+None of them knows a vendor: which field holds a vendor's region is that
+vendor's detector's ``region_locator`` hook (Gameye's detector answers
+``JsonField("location")``), and :class:`JsonField` always names its field.
 
 Locators work on :class:`RequestParts`, a library-neutral copy of the request,
 and change only what holds the region: other headers and body fields are kept
@@ -73,13 +76,16 @@ class RegionLocator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class JsonField:
-    """The region is a top-level field of a JSON object body (Gameye: ``location``).
+    """The region is a top-level field of a JSON object body, e.g. ``JsonField("location")``.
 
     The rewrite replaces only that field's value in the original bytes, so
     every other byte of the body is unchanged.
+
+    Args:
+        name: the field's name; required (no API's field is everyone's).
     """
 
-    name: str = "location"
+    name: str
 
     def _pattern(self) -> re.Pattern[bytes]:
         key = re.escape(json.dumps(self.name).encode())

@@ -190,6 +190,44 @@ def test_body_shape_picks_the_vendor(respond: Respond, payload: Any, vendor: str
     assert classify(respond(410, payload)).vendor == vendor
 
 
+OPENAI_429 = {
+    "error": {
+        "message": "Rate limit reached for requests.",
+        "type": "requests",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
+}
+
+
+def test_openai_style_429_from_an_unmapped_host_is_generic(respond: Respond) -> None:
+    """Its code is one 8bitedge documents, but ``type`` and ``param`` are not 8bitedge's."""
+    c = classify(respond(429, OPENAI_429, url="https://api.openai.com/v1/chat/completions"))
+    assert (c.vendor, c.category, c.code, c.message) == (
+        "generic",
+        Category.RATE_LIMITED,
+        "rate_limit_exceeded",
+        "Rate limit reached for requests.",
+    )
+
+
+@pytest.mark.parametrize(
+    "pin",
+    [{"vendor_hosts": {"api.openai.com": "8bitedge"}}, {"vendor": "8bitedge"}],
+    ids=["vendor_hosts", "vendor"],
+)
+def test_openai_style_429_from_a_host_pinned_to_eightbitedge_is_eightbitedge(
+    respond: Respond, pin: dict[str, Any]
+) -> None:
+    response = respond(429, OPENAI_429, url="https://api.openai.com/v1/chat/completions")
+    c = classify(response, **pin)
+    assert (c.vendor, c.category, c.code) == (
+        "8bitedge",
+        Category.RATE_LIMITED,
+        "rate_limit_exceeded",
+    )
+
+
 def test_explicit_generic_vendor_ignores_the_body_shape(respond: Respond) -> None:
     c = classify(respond(403, GAMEYE_BODY), vendor="generic")
     assert (c.vendor, c.category) == ("generic", Category.FORBIDDEN)

@@ -340,5 +340,6 @@ def test_json_field_rewrite_changes_only_the_value_bytes(
     head = "{" + "".join(item + comma for item in items(before)) + '"location"' + colon
     tail = "".join(comma + item for item in items(after)) + "}"
     body = (head + json.dumps(current, ensure_ascii=ascii_only) + tail).encode()
-    rewritten = JsonField().with_region(RequestParts("POST", "https://x/", (), body), region)
+    parts = RequestParts("POST", "https://x/", (), body)
+    rewritten = JsonField("location").with_region(parts, region)
     assert rewritten.body == head.encode() + json.dumps(region).encode() + tail.encode()

@@ -12,6 +12,7 @@ from tests._responses import LIBRARIES, Respond, responder
 
 BATCH_URL = "https://api.8bitedge.com/api/v1/games/batch"
 REQUEST_ID = "5f3c1e2a-9d4b-4f87-b3e1-7a02c5d09b21"
+HOSTS = {"api.8bitedge.com": "8bitedge"}
 
 
 @pytest.fixture(params=LIBRARIES)
@@ -151,14 +152,45 @@ def test_eightbitedge_429_retry_after_is_read(respond: Respond) -> None:
 
 
 def test_eightbitedge_unknown_code_falls_back_to_the_status(respond: Respond) -> None:
-    c = classify(respond(503, envelope("maintenance", "Back soon.")))
+    c = classify(respond(503, envelope("maintenance", "Back soon.")), vendor_hosts=HOSTS)
     assert (c.vendor, c.category, c.code) == ("8bitedge", Category.TRANSIENT, "maintenance")
 
 
 def test_eightbitedge_unknown_4xx_code_is_client_error(respond: Respond) -> None:
-    c = classify(respond(405, envelope("method_not_allowed", "Use POST.")))
-    assert c.category is Category.CLIENT_ERROR
-    assert c.retryable is False
+    c = classify(respond(405, envelope("method_not_allowed", "Use POST.")), vendor_hosts=HOSTS)
+    assert (c.vendor, c.category, c.retryable) == ("8bitedge", Category.CLIENT_ERROR, False)
+
+
+def test_envelope_with_an_undocumented_code_from_an_unmapped_host_is_generic(
+    respond: Respond,
+) -> None:
+    """Only a code 8bitedge documents is evidence that 8bitedge answered."""
+    c = classify(respond(503, envelope("maintenance", "Back soon.")))
+    assert (c.vendor, c.category, c.code) == ("generic", Category.TRANSIENT, "maintenance")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"type": "requests"}, {"param": None}, {"status": 429}],
+    ids=["type", "param", "status"],
+)
+def test_envelope_with_a_field_8bitedge_does_not_send_is_generic(
+    respond: Respond, extra: Mapping[str, Any]
+) -> None:
+    """``error`` holding anything but code, message and details is another API's envelope."""
+    payload = {"error": {"code": "rate_limit_exceeded", "message": "Slow down.", **extra}}
+    assert classify(respond(429, payload)).vendor == "generic"
+
+
+def test_envelope_with_a_non_string_code_is_generic(respond: Respond) -> None:
+    payload = {"error": {"code": ["rate_limit_exceeded"], "message": "Slow down."}}
+    assert classify(respond(429, payload)).vendor == "generic"
+
+
+def test_envelope_with_only_a_documented_code_is_eightbitedge(respond: Respond) -> None:
+    """``message`` and ``details`` may be absent; the code alone is 8bitedge's."""
+    c = classify(respond(404, {"error": {"code": "not_found"}}))
+    assert (c.vendor, c.category) == ("8bitedge", Category.NOT_FOUND)
 
 
 @pytest.mark.parametrize(

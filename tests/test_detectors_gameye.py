@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from resilience import Category, classify
+from resilience.detectors import GameyeDetector, rules_of
+from resilience.regions import JsonField, RequestParts
 from tests._responses import LIBRARIES, Respond, responder
 
 SESSION_URL = "https://api.gameye.io/session"
@@ -136,3 +138,80 @@ def test_gameye_status_decides_when_the_body_is_not_json(
     response = respond(status, body=b"<html>Bad Gateway</html>")
     c = classify(response, vendor_hosts={"api.gameye.io": "gameye"})
     assert (c.vendor, c.category, c.code, c.trace_id) == ("gameye", category, None, None)
+
+
+# -- Gameye's retry rules (the detector's hooks) -------------------------------------
+
+GAMEYE_RULES = rules_of(GameyeDetector())
+SESSION_BODY = b'{"id": "a1b2c3", "image": "arena", "location": "eu-west"}'
+
+
+def test_gameye_waits_two_to_five_seconds_before_retrying_a_full_region() -> None:
+    """ "Retry after 2-5 seconds" (420, no capacity in the region)."""
+    assert GAMEYE_RULES.capacity_wait == (2.0, 5.0)
+
+
+def test_gameye_region_is_the_location_field() -> None:
+    assert GAMEYE_RULES.region_locator == JsonField("location")
+
+
+def test_gameye_conflict_after_an_unknown_outcome_means_already_done() -> None:
+    """The lost attempt created the session; "already exists" now means done."""
+    assert GAMEYE_RULES.conflict_after_unknown is Category.ALREADY_DONE
+
+
+def test_gameye_rules_name_gameye() -> None:
+    assert GAMEYE_RULES.vendor == "gameye"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        SESSION_URL,
+        SESSION_URL + "/",
+        SESSION_URL + "?dry=1",
+        "https://eu.api.gameye.io/v2/session",
+    ],
+    ids=["plain", "trailing-slash", "query", "prefixed-path"],
+)
+def test_gameye_post_session_with_an_id_is_safe_to_repeat(url: str) -> None:
+    """The session is named by the caller's id: a repeat cannot start a second one."""
+    assert GAMEYE_RULES.safe_to_repeat(RequestParts("POST", url, (), SESSION_BODY)) is True
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("POST", SESSION_URL, b'{"image": "arena", "location": "eu-west"}'),
+        ("POST", SESSION_URL, b'{"env": {"id": "nested"}}'),
+        ("POST", SESSION_URL, b'{"id": null}'),
+        ("POST", SESSION_URL, b'[{"id": "a1b2c3"}]'),
+        ("POST", SESSION_URL, b'{"id": "a1b2'),
+        ("POST", SESSION_URL, None),
+        ("PATCH", SESSION_URL, SESSION_BODY),
+        ("POST", "https://api.gameye.io/sessions", SESSION_BODY),
+        ("POST", "https://api.gameye.io/session/a1b2c3/stop", SESSION_BODY),
+        ("POST", "https://api.gameye.io/artifact?next=/session", SESSION_BODY),
+    ],
+    ids=[
+        "no-id",
+        "nested-id",
+        "null-id",
+        "array-body",
+        "truncated-body",
+        "no-body",
+        "patch",
+        "sessions",
+        "sub-resource",
+        "session-in-query",
+    ],
+)
+def test_gameye_other_requests_are_not_safe_to_repeat(
+    method: str, url: str, body: bytes | None
+) -> None:
+    assert GAMEYE_RULES.safe_to_repeat(RequestParts(method, url, (), body)) is False
+
+
+def test_gameye_success_trace_id_is_the_x_request_id_header() -> None:
+    """A success's body is not read, so Gameye's ``identifier`` is not there to take."""
+    assert GAMEYE_RULES.success_trace_id({"x-request-id": TRACE}) == TRACE

@@ -13,6 +13,8 @@ GAMEYE_BODY = (
     b' "env": {"location": "eu-west", "MAP": "dust"}, "args": ["--port", "7777"]}'
 )
 
+LOCATION = JsonField("location")
+
 
 def post(body: bytes | None, *headers: tuple[str, str]) -> RequestParts:
     return RequestParts("POST", "https://api.gameye.io/session", tuple(headers), body)
@@ -26,12 +28,14 @@ def _value_span(body: bytes, value: bytes, start: int = 0) -> tuple[int, int]:
 # -- JsonField -------------------------------------------------------------------------
 
 
-def test_json_field_defaults_to_gameyes_location() -> None:
-    assert JsonField().name == "location"
+def test_json_field_without_a_name_is_a_type_error() -> None:
+    """No field is every vendor's region: the name has no default."""
+    with pytest.raises(TypeError):
+        JsonField()  # type: ignore[call-arg]
 
 
 def test_json_field_reads_the_top_level_value() -> None:
-    assert JsonField().region_of(post(GAMEYE_BODY)) == "eu-west"
+    assert LOCATION.region_of(post(GAMEYE_BODY)) == "eu-west"
 
 
 @pytest.mark.parametrize(
@@ -49,12 +53,12 @@ def test_json_field_reads_the_top_level_value() -> None:
     ids=["none", "empty", "not-json", "array", "nested-only", "number", "null", "truncated"],
 )
 def test_json_field_without_a_top_level_string_reads_none(body: bytes | None) -> None:
-    assert JsonField().region_of(post(body)) is None
+    assert LOCATION.region_of(post(body)) is None
 
 
 def test_json_field_rewrite_changes_only_the_value_bytes() -> None:
     before = post(GAMEYE_BODY)
-    after = JsonField().with_region(before, "us-east-1")
+    after = LOCATION.with_region(before, "us-east-1")
     assert after.body is not None
     start, end = _value_span(GAMEYE_BODY, b'"eu-west"')
     assert after.body[:start] == GAMEYE_BODY[:start]
@@ -63,7 +67,7 @@ def test_json_field_rewrite_changes_only_the_value_bytes() -> None:
 
 
 def test_json_field_rewrite_leaves_a_nested_field_of_the_same_name() -> None:
-    after = JsonField().with_region(post(GAMEYE_BODY), "us-east")
+    after = LOCATION.with_region(post(GAMEYE_BODY), "us-east")
     assert after.body is not None
     document = json.loads(after.body)
     assert document["location"] == "us-east"
@@ -72,19 +76,19 @@ def test_json_field_rewrite_leaves_a_nested_field_of_the_same_name() -> None:
 
 def test_json_field_rewrite_skips_an_earlier_nested_field_with_the_same_value() -> None:
     body = b'{"env": {"location": "eu"}, "location": "eu", "tail": 1}'
-    after = JsonField().with_region(post(body), "us")
+    after = LOCATION.with_region(post(body), "us")
     assert after.body == b'{"env": {"location": "eu"}, "location": "us", "tail": 1}'
 
 
 def test_json_field_rewrite_ignores_the_name_inside_another_key() -> None:
     body = b'{"\\"location": "eu", "location": "eu"}'
-    after = JsonField().with_region(post(body), "us")
+    after = LOCATION.with_region(post(body), "us")
     assert after.body == b'{"\\"location": "eu", "location": "us"}'
 
 
 def test_json_field_rewrite_corrects_content_length() -> None:
     before = post(GAMEYE_BODY, ("Content-Type", "application/json"), ("content-length", "999"))
-    after = JsonField().with_region(before, "ap-southeast-2")
+    after = LOCATION.with_region(before, "ap-southeast-2")
     assert after.body is not None
     assert after.header("Content-Length") == str(len(after.body))
     assert after.header("Content-Type") == "application/json"
@@ -94,13 +98,13 @@ def test_json_field_rewrite_corrects_content_length() -> None:
 def test_json_field_rewrite_of_an_escaped_key_still_sets_the_region() -> None:
     """A key spelled with escapes cannot be found in the bytes; the body is re-encoded."""
     body = b'{"locat\\u0069on": "eu-west", "id": "x"}'
-    after = JsonField().with_region(post(body), "us-east")
+    after = LOCATION.with_region(post(body), "us-east")
     assert after.body is not None
     assert json.loads(after.body) == {"location": "us-east", "id": "x"}
 
 
 def test_json_field_rewrite_escapes_the_new_value() -> None:
-    after = JsonField().with_region(post(b'{"location": "eu"}'), 'we"ird')
+    after = LOCATION.with_region(post(b'{"location": "eu"}'), 'we"ird')
     assert after.body is not None
     assert json.loads(after.body) == {"location": 'we"ird'}
 
@@ -108,7 +112,7 @@ def test_json_field_rewrite_escapes_the_new_value() -> None:
 @pytest.mark.parametrize("body", [b"not json", b'{"image": "arena"}', b""])
 def test_json_field_rewrite_without_the_field_leaves_the_request_alone(body: bytes) -> None:
     request = post(body, ("Content-Length", str(len(body))))
-    assert JsonField().with_region(request, "us-east") == request
+    assert LOCATION.with_region(request, "us-east") == request
 
 
 def test_json_field_custom_name() -> None:
@@ -258,7 +262,7 @@ def test_query_param_rewrite_reads_back() -> None:
 
 @pytest.mark.parametrize(
     "locator",
-    [JsonField(), HostMap(BASES), Header(), QueryParam()],
+    [LOCATION, HostMap(BASES), Header(), QueryParam()],
     ids=lambda locator: type(locator).__name__,
 )
 def test_builtin_locators_satisfy_the_protocol(locator: object) -> None:

@@ -15,10 +15,40 @@ __all__ = ["Detector", "status_category", "text_or_none", "trace_header"]
 class Detector(Protocol):
     """What a vendor detector provides.
 
+    Only the four members below are required. A detector may also carry
+    optional hooks that tell the retry flow its vendor's own rules; each is
+    read once, when the detector is registered or first used (see
+    :func:`~resilience.detectors.rules_of`), and a hook that is absent takes
+    the generic default. A hook holding a value of the wrong type is a
+    ``TypeError`` naming the detector and the hook at that point; a hook
+    method that raises during a call gives the default instead.
+
     Attributes:
         name: the vendor name put in :attr:`Classification.vendor`.
         success_body: ``True`` when the vendor delivers business results in
             2xx bodies (Playwave); only then is a 2xx body ever parsed.
+
+    Optional hooks:
+        capacity_wait (``tuple[float, float] | None``): a same-region retry
+            after a ``CAPACITY`` answer waits uniform ``low..high`` seconds
+            (``Retry-After`` wins if given). Default ``None``: the policy's
+            backoff.
+        region_locator (``RegionLocator | None``): where the region lives in
+            this vendor's requests, used for failover when the policy names
+            no ``region_locator``. Default ``None``: the vendor has none.
+        conflict_after_unknown (``Category | None``): what a ``CONFLICT``
+            answering a retried POST/PATCH means when an earlier attempt ended
+            with an unknown outcome (read timeout, dropped connection, 5xx).
+            Default ``None``: it stays a ``CONFLICT``.
+        safe_to_repeat(request: RequestParts) -> bool: whether this POST/PATCH
+            carries its own idempotency, so that repeating it after an unknown
+            outcome cannot repeat its effect. Default: ``False`` (only an
+            ``Idempotency-Key`` header or ``retry_non_idempotent`` make it
+            repeatable).
+        success_trace_id(headers) -> str | None: the trace id of a 2xx/3xx
+            answer whose body is not read; ``headers`` is a case-insensitive
+            mapping or a dict with lower-case keys. Default: the
+            ``X-Request-Id`` header.
     """
 
     name: str

@@ -13,6 +13,7 @@ import threading
 from importlib.metadata import entry_points
 
 from resilience.detectors._base import Detector
+from resilience.detectors.rules import rules_of
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -39,6 +40,7 @@ def _check(detector: object) -> Detector:
         )
     if not isinstance(detector.name, str) or not detector.name:
         raise ValueError("detector.name must be a non-empty string")
+    rules_of(detector)  # a bad optional hook fails here, not during a call
     return detector
 
 
@@ -52,6 +54,12 @@ def register_detector(detector: object, *, replace: bool = False) -> Detector:
 
     Returns:
         The registered detector instance.
+
+    Raises:
+        TypeError: ``detector`` lacks the protocol, or one of its optional
+            hooks holds a value of the wrong type.
+        ValueError: the name is empty or taken, or a hook's value is out of
+            range.
     """
     global _chain
     checked = _check(detector)

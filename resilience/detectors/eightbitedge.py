@@ -4,6 +4,9 @@ Error body: ``{"error": {"code", "message", "details"?}}`` with stable string
 codes; ``X-Request-Id`` on every response. Retry 429 after ``Retry-After``, 5xx
 with jittered backoff, no 4xx except 409 ``idempotency_conflict`` ("the
 original request is still in progress"). 501 ``not_implemented`` is final.
+8bitedge documents no retry rule of its own beyond these, so its detector
+takes every generic hook default (the trace id of a success is the
+``X-Request-Id`` header, which 8bitedge sends on every response).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ _CODES: Mapping[str, Category] = {
     "server_error": Category.TRANSIENT,
 }
 
+_ENVELOPE = frozenset({"code", "message", "details"})
+
 # Statuses whose meaning on 8bitedge differs from the generic rule, for when
 # the body is missing or unreadable: 402 is only ever ``quota_exceeded``.
 _STATUSES: Mapping[int, Category] = {402: Category.QUOTA_EXHAUSTED}
@@ -44,13 +49,22 @@ class EightBitEdgeDetector:
     success_body = False
 
     def matches(self, payload: Any) -> bool:
-        """``{"error": {"code": ...}}`` with no ``success`` key (that is Playwave)."""
-        return (
-            isinstance(payload, dict)
-            and "success" not in payload
-            and isinstance(payload.get("error"), dict)
-            and "code" in payload["error"]
-        )
+        """8bitedge's own envelope, not just any ``{"error": {...}}``.
+
+        Many APIs answer ``{"error": {...}}`` (OpenAI's carries ``type`` and
+        ``param``, and its 429 code is ``rate_limit_exceeded`` too), so the
+        shape alone is no evidence: ``error`` must hold nothing but ``code``,
+        ``message`` and ``details``, ``code`` must be one 8bitedge documents,
+        and there is no ``success`` key (that is Playwave). ``vendor_hosts``
+        or ``vendor=`` name 8bitedge whatever the body.
+        """
+        if not isinstance(payload, dict) or "success" in payload:
+            return False
+        error = payload.get("error")
+        if not isinstance(error, dict) or not error.keys() <= _ENVELOPE:
+            return False
+        code = error.get("code")
+        return isinstance(code, str) and code in _CODES
 
     def classify(
         self, view: ResponseView, payload: Any, retry_after: float | None

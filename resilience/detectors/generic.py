@@ -14,8 +14,12 @@ __all__ = ["GenericDetector"]
 class GenericDetector:
     """Classify by status alone, picking up ``code``/``message`` when present.
 
-    Reads ``{"code": ..., "message": ...}`` or ``{"error": "..."}`` bodies for
-    the message, but the category always follows the status.
+    Reads ``{"code": ..., "message": ...}``, ``{"error": {"code", "message",
+    ...}}`` or ``{"error": "..."}`` bodies for the code and message, but the
+    category always follows the status. It has none of the optional hooks, so
+    its rules are the generic defaults: no capacity wait of its own, no region
+    field, a conflict stays a conflict, no POST/PATCH carries its own
+    idempotency, and a success's trace id is the ``X-Request-Id`` header.
     """
 
     name = "generic"

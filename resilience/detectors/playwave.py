@@ -4,6 +4,11 @@ Error body: ``{"success": false, "error": {"code", "message", "timestamp"}}``.
 404/410 mean the session is gone; 409 ``ALREADY_ENDED`` (and 404 on session
 end) mean it was already cleaned up. Business results arrive as HTTP 200: the
 ``reason`` of verify and the ``result`` of heartbeat (``OK`` is normal).
+
+Playwave documents no retry rule beyond these codes, so its detector takes
+every generic hook default. Its trace id is the body's ``requestId``; a 2xx
+body is read only for business results, so a success whose body is not read
+takes the ``X-Request-Id`` header, the generic default.
 """
 
 from __future__ import annotations
