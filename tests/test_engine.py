@@ -9,6 +9,7 @@ import pytest
 
 from resilience import Category, Classification, Policy
 from resilience.core.engine import Action, CallState, Decision, ErrorKind
+from resilience.detectors import GameyeDetector, VendorRules, rules_of
 
 URL = "https://api.gameye.io/session"
 STARTED = 1000.0
@@ -25,6 +26,9 @@ class Uniform:
     def __call__(self, a: float, b: float) -> float:
         self.calls.append((a, b))
         return a + self.fraction * (b - a)
+
+
+GAMEYE = rules_of(GameyeDetector())
 
 
 def policy(**options: Any) -> Policy:
@@ -225,7 +229,7 @@ def test_conflict_pending_retry_after_wins_over_conflict_delay() -> None:
 def test_capacity_retries_the_same_region_after_two_to_five_seconds() -> None:
     uniform = Uniform(0.5)
     call = start(policy(regions=("eu-west", "us-east")), region="eu-west", uniform=uniform)
-    decision = call.on_response(CAPACITY, NOW)
+    decision = call.on_response(CAPACITY, NOW, GAMEYE)
     assert (decision.action, decision.delay, decision.region, decision.reason) == (
         Action.RETRY,
         3.5,
@@ -238,7 +242,7 @@ def test_capacity_retries_the_same_region_after_two_to_five_seconds() -> None:
 @pytest.mark.parametrize(("fraction", "delay"), [(0.0, 2.0), (1.0, 5.0)])
 def test_capacity_wait_bounds(fraction: float, delay: float) -> None:
     call = start(uniform=Uniform(fraction))
-    assert call.on_response(CAPACITY, NOW).delay == delay
+    assert call.on_response(CAPACITY, NOW, GAMEYE).delay == delay
 
 
 def test_capacity_retry_after_wins_over_the_capacity_wait() -> None:
@@ -249,7 +253,7 @@ def test_capacity_retry_after_wins_over_the_capacity_wait() -> None:
 def test_capacity_ignores_unrespected_retry_after() -> None:
     capacity = answer(Category.CAPACITY, 420, retry_after=0.5)
     call = start(policy(respect_retry_after=False), uniform=Uniform(0.0))
-    assert call.on_response(capacity, NOW).delay == 2.0
+    assert call.on_response(capacity, NOW, GAMEYE).delay == 2.0
 
 
 def test_capacity_fails_over_without_waiting_after_capacity_retries() -> None:
@@ -430,7 +434,7 @@ def test_unsafe_method_is_not_retried_when_it_may_have_been_processed(
 def test_unsafe_method_with_idempotency_key_is_retried(
     method: str, outcome: Callable[[CallState], Decision]
 ) -> None:
-    assert outcome(start(method=method, idempotent=lambda: True)).action is Action.RETRY
+    assert outcome(start(method=method, idempotent=lambda rules: True)).action is Action.RETRY
 
 
 @pytest.mark.parametrize("outcome", MAYBE_PROCESSED)
@@ -442,7 +446,7 @@ def test_unsafe_method_without_key_is_retried_with_retry_non_idempotent(
 
 
 def test_idempotent_answering_false_is_not_retried() -> None:
-    call = start(method="POST", idempotent=lambda: False)
+    call = start(method="POST", idempotent=lambda rules: False)
     assert call.on_response(SERVER_ERROR, NOW).action is Action.GIVE_UP
 
 
@@ -462,7 +466,7 @@ def test_idempotency_is_asked_only_when_it_matters() -> None:
     """Not for GET, not after a 503; only for a POST that may have been processed."""
     asked: list[str] = []
 
-    def idempotent() -> bool:
+    def idempotent(rules: VendorRules) -> bool:
         asked.append("asked")
         return True
 
@@ -488,9 +492,9 @@ def test_conflict_after_an_unknown_outcome_of_a_post_is_already_done(
     first: Callable[[CallState], Decision],
 ) -> None:
     """The lost attempt created the session: "already exists" now means "done"."""
-    call = start(method="POST", idempotent=lambda: True)
+    call = start(method="POST", idempotent=lambda rules: True)
     assert first(call).action is Action.RETRY
-    decision = call.on_response(GAMEYE_CONFLICT, NOW)
+    decision = call.on_response(GAMEYE_CONFLICT, NOW, GAMEYE)
     assert decision.action is Action.RETURN
     assert decision.classification is not None
     assert decision.classification.category is Category.ALREADY_DONE
@@ -499,9 +503,9 @@ def test_conflict_after_an_unknown_outcome_of_a_post_is_already_done(
 
 
 def test_attempts_show_why_a_conflict_became_already_done() -> None:
-    call = start(method="POST", idempotent=lambda: True)
+    call = start(method="POST", idempotent=lambda rules: True)
     read_error(call)
-    call.on_response(GAMEYE_CONFLICT, NOW)
+    call.on_response(GAMEYE_CONFLICT, NOW, GAMEYE)
     last = call.attempts[-1]
     assert last.classification is not None
     assert last.classification.category is Category.ALREADY_DONE
@@ -520,15 +524,15 @@ def test_attempts_show_why_a_conflict_became_already_done() -> None:
 def test_conflict_after_an_unprocessed_attempt_stays_a_conflict(
     first: Callable[[CallState], Decision],
 ) -> None:
-    call = start(method="POST", idempotent=lambda: True)
+    call = start(method="POST", idempotent=lambda rules: True)
     first(call)
-    decision = call.on_response(GAMEYE_CONFLICT, NOW)
+    decision = call.on_response(GAMEYE_CONFLICT, NOW, GAMEYE)
     assert decision.classification is not None
     assert decision.classification.category is Category.CONFLICT
 
 
 def test_conflict_on_the_first_attempt_stays_a_conflict() -> None:
-    decision = start(method="POST").on_response(GAMEYE_CONFLICT, NOW)
+    decision = start(method="POST").on_response(GAMEYE_CONFLICT, NOW, GAMEYE)
     assert decision.classification is not None
     assert decision.classification.category is Category.CONFLICT
 
@@ -551,8 +555,8 @@ def test_attempts_record_number_status_error_delay_and_classification() -> None:
 
 def test_attempts_record_the_region_of_each_attempt() -> None:
     call = start(policy(regions=("eu-west", "us-east"), capacity_retries=1), region="eu-west")
-    call.on_response(CAPACITY, NOW)
-    call.on_response(CAPACITY, NOW)
+    call.on_response(CAPACITY, NOW, GAMEYE)
+    call.on_response(CAPACITY, NOW, GAMEYE)
     call.on_response(OK, NOW)
     assert [(a.region, a.delay) for a in call.attempts] == [
         ("eu-west", 0.0),

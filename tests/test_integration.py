@@ -133,7 +133,7 @@ def test_gameye_session_created_before_a_dropped_answer_is_already_done(
     out = shell(
         "POST",
         sim.base("gameye") + "/session",
-        _policy(sleep),
+        _policy(sleep, vendor="gameye"),
         json=body,
         headers={"X-Sim-Key": key},
     )

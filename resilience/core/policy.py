@@ -64,11 +64,12 @@ class Policy:
         idempotency_key: add ``Idempotency-Key: <uuid4>`` to POST/PATCH requests
             that lack one, the same on every attempt.
         regions: ordered regions for ``CAPACITY`` failover; ``None``: no failover.
-        region_locator: where the region lives in the request; ``None``: the
-            vendor's default (Gameye: JSON field ``location``).
+        region_locator: where the region lives in the request; ``None``: where
+            the vendor's detector says it lives (Gameye: JSON field
+            ``location``); a vendor whose detector names none cannot fail over.
         capacity_retries: same-region retries on ``CAPACITY`` before failing
-            over (``0``: fail over at once), each after 2-5 s unless
-            ``Retry-After`` says otherwise.
+            over (``0``: fail over at once), each after the vendor's capacity
+            wait (Gameye: 2-5 s), else the backoff; ``Retry-After`` wins.
         conflict_delay: least wait before retrying a ``CONFLICT_PENDING`` answer
             without ``Retry-After``.
         vendor: pin the vendor of every response.
