@@ -59,6 +59,10 @@ class Policy:
             equal to it is): the response is returned.
         deadline: seconds for the whole call, sleeps included; ``None``: no
             deadline. No sleep that would cross it is started.
+        attempt_timeout: seconds for one attempt (Envoy's per-try timeout,
+            Polly's attempt timeout); an attempt that runs out counts as a read
+            timeout, retried when the request is safe to repeat. ``None``: the
+            client's own timeouts only.
         retry_non_idempotent: retry POST/PATCH after answers that may have been
             processed (5xx, read errors) even without an idempotency key.
         idempotency_key: add ``Idempotency-Key: <uuid4>`` to POST/PATCH requests
@@ -101,6 +105,7 @@ class Policy:
     respect_retry_after: bool = True
     retry_after_max: float = 60.0
     deadline: float | None = None
+    attempt_timeout: float | None = None
     retry_non_idempotent: bool = False
     idempotency_key: bool = False
     regions: tuple[str, ...] | None = None
@@ -130,6 +135,7 @@ class Policy:
         for name in ("backoff_initial", "backoff_max", "retry_after_max", "conflict_delay"):
             _number(name, getattr(self, name))
         _number("deadline", self.deadline, allow_none=True)
+        _number("attempt_timeout", self.attempt_timeout, allow_none=True)
         _number("backoff_multiplier", self.backoff_multiplier)
         if self.backoff_multiplier < 1:
             raise ValueError(f"backoff_multiplier must be >= 1, got {self.backoff_multiplier!r}")
