@@ -373,11 +373,13 @@ def in_process_resilient_adapter() -> Iterator[None]:
     class _InProcessIO(original):  # type: ignore[misc,valid-type]
         __slots__ = ()
 
-        def send(self, request: requests.PreparedRequest) -> requests.Response:
+        def send(
+            self, request: requests.PreparedRequest, budget: float | None = None
+        ) -> requests.Response:
             adapter = self._adapter
             if type(adapter) is InProcessResilientAdapter:
                 return canned_requests_response(adapter, request)
-            response: requests.Response = base.send(self, request)
+            response: requests.Response = base.send(self, request, budget)
             return response
 
     setattr(module, "_RequestsIO", _InProcessIO)  # noqa: B010 (a class, not a value)

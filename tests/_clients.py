@@ -35,7 +35,7 @@ def _via_requests(method: str, url: str, policy: dict[str, Any], **kw: Any) -> O
         try:
             response = session.request(method, url, timeout=5, **kw)
         except requests.RequestException as exc:
-            return Outcome(None, [], exc)
+            return Outcome(None, resilience.attempts(exc), exc)
         return Outcome(response.status_code, resilience.attempts(response), body=response.content)
 
 
@@ -44,7 +44,7 @@ def _via_httpx(method: str, url: str, policy: dict[str, Any], **kw: Any) -> Outc
         try:
             response = client.request(method, url, **kw)
         except httpx.HTTPError as exc:
-            return Outcome(None, [], exc)
+            return Outcome(None, resilience.attempts(exc), exc)
         return Outcome(response.status_code, resilience.attempts(response), body=response.content)
 
 
@@ -65,7 +65,7 @@ def _via_httpx_async(method: str, url: str, policy: dict[str, Any], **kw: Any) -
             try:
                 response = await client.request(method, url, **kw)
             except httpx.HTTPError as exc:
-                return Outcome(None, [], exc)
+                return Outcome(None, resilience.attempts(exc), exc)
             return Outcome(
                 response.status_code, resilience.attempts(response), body=response.content
             )

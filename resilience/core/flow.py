@@ -19,6 +19,7 @@ detector's :class:`~resilience.detectors.VendorRules`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
@@ -42,6 +43,7 @@ from resilience.strategies.base import Outcome, Pipeline, Refusal
 
 __all__ = [
     "ATTEMPTS_KEY",
+    "ERROR_ATTEMPTS",
     "AsyncIO",
     "Call",
     "Core",
@@ -60,6 +62,8 @@ _log = logging.getLogger("resilience")
 
 #: Where the attempt history is kept on a response.
 ATTEMPTS_KEY = "resilience.attempts"
+#: Where it is kept on the exception a call raises after its attempts.
+ERROR_ATTEMPTS = "_resilience_attempts"
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -90,17 +94,21 @@ class Wire(Protocol[Req, Resp]):  # type: ignore[misc]
 
 @dataclass(slots=True)
 class Send(Generic[Req]):
-    """Send ``request``; reply with the response or the exception raised."""
+    """Send ``request`` within ``budget`` seconds (``None``: the client's own
+    timeouts); reply with the response or the exception raised."""
 
     request: Req
+    budget: float | None = None
 
 
 @dataclass(slots=True)
 class Read(Generic[Resp]):
-    """Read at most 64 KiB of ``response``; reply with ``(response, body or None)``,
-    or with the exception the read raised."""
+    """Read at most 64 KiB of ``response``, stopping at the monotonic time
+    ``until`` (``None``: no limit) with the client's own read timeout error;
+    reply with ``(response, body or None)``, or with the exception raised."""
 
     response: Resp
+    until: float | None = None
 
 
 @dataclass(slots=True)
@@ -161,6 +169,10 @@ class Core:
 
 
 _UNREAD: Any = object()
+
+#: Seconds an attempt needs at least: with less left before the deadline, the
+#: call ends with what it has instead of starting one bound to time out.
+MIN_ATTEMPT = 0.005
 
 
 class Call:
@@ -235,6 +247,21 @@ class Call:
         return found
 
     # -- what the flow does with it -------------------------------------------
+
+    def budget(self, now: float) -> float | None:
+        """Seconds the next attempt may take: ``attempt_timeout`` and what is
+        left of the deadline, the smaller; ``None`` when neither is set."""
+        policy = self.core.policy
+        budget = policy.attempt_timeout
+        if policy.deadline is not None:
+            left = policy.deadline - (now - self.started)
+            budget = left if budget is None else min(budget, left)
+        return budget
+
+    def read_until(self) -> float | None:
+        """When the library's own reads of error bodies must stop (the deadline)."""
+        deadline = self.core.policy.deadline
+        return None if deadline is None else self.started + deadline
 
     def max_wait(self, now: float) -> float:
         """The longest a gate may make this call wait now."""
@@ -403,7 +430,7 @@ def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
             if call.succeeded(response):
                 yield Done(response, None)
                 return
-            read = yield Read(response)
+            read = yield Read(response, call.read_until())
             if isinstance(read, BaseException):
                 # The body broke off after the status arrived: the status alone
                 # decides; if that ends the call, the library's error does.
@@ -452,6 +479,9 @@ def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
             elif gate:
                 state.add_wait(gate)
                 yield Sleep(gate)
+            budget = call.budget(core.monotonic())
+            if refused is None and budget is not None and budget < MIN_ATTEMPT:
+                refused = "deadline reached: no time left for another attempt"
         if refused is not None:
             # Stop with what we have: the last answer (or error).
             _log.warning("%s %s: %s", method, state.url, refused)
@@ -464,22 +494,28 @@ def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
                 wire.attach(response, tuple(state.attempts))
                 yield Done(response, None)
             return
-        outcome = yield Send(call.request)
+        outcome = yield Send(call.request, budget)
 
 
 class SyncIO(Protocol):
-    """The blocking operations of a synchronous shell."""
+    """The blocking operations of a synchronous shell.
 
-    def send(self, request: Any) -> Any: ...
-    def read(self, response: Any) -> tuple[Any, bytes | None]: ...
+    ``send`` cuts the request's timeouts to ``budget`` seconds when it is set;
+    ``read`` stops at the monotonic time ``until`` with the client's own read
+    timeout error.
+    """
+
+    def send(self, request: Any, budget: float | None) -> Any: ...
+    def read(self, response: Any, until: float | None) -> tuple[Any, bytes | None]: ...
     def discard(self, response: Any) -> None: ...
 
 
 class AsyncIO(Protocol):
-    """The awaitable operations of an asynchronous shell."""
+    """The awaitable operations of an asynchronous shell (see :class:`SyncIO`);
+    an async shell also cancels an attempt that outlives its budget."""
 
-    def send(self, request: Any) -> Awaitable[Any]: ...
-    async def read(self, response: Any) -> tuple[Any, bytes | None]: ...
+    def send(self, request: Any, budget: float | None) -> Awaitable[Any]: ...
+    async def read(self, response: Any, until: float | None) -> tuple[Any, bytes | None]: ...
     async def discard(self, response: Any) -> None: ...
 
 
@@ -516,7 +552,7 @@ def drive(
     if call.paced > 0:
         _refuse_awaitable(sleep(call.paced), "sleep")
     try:
-        outcome = io.send(request)
+        outcome = io.send(request, call.budget(call.started))
     except Exception as exc:
         outcome = exc
     else:
@@ -531,12 +567,12 @@ def drive(
             result: Any = None
             if type(command) is Send:
                 try:
-                    result = live = io.send(command.request)
+                    result = live = io.send(command.request, command.budget)
                 except Exception as exc:
                     result = exc
             elif type(command) is Read:
                 try:
-                    result = io.read(command.response)
+                    result = io.read(command.response, command.until)
                 except Exception as exc:
                     result = exc
                 else:
@@ -552,7 +588,7 @@ def drive(
             else:
                 assert type(command) is Done
                 if command.error is not None:
-                    raise command.error
+                    raise _with_history(command.error, call)
                 live = None
                 return command.response
             command = flow.send(result)
@@ -574,7 +610,7 @@ async def drive_async(
     if call.paced > 0:
         await _maybe_await(sleep(call.paced))
     try:
-        outcome = await io.send(request)
+        outcome = await io.send(request, call.budget(call.started))
     except Exception as exc:
         outcome = exc
     else:
@@ -589,12 +625,12 @@ async def drive_async(
             result: Any = None
             if type(command) is Send:
                 try:
-                    result = live = await io.send(command.request)
+                    result = live = await io.send(command.request, command.budget)
                 except Exception as exc:
                     result = exc
             elif type(command) is Read:
                 try:
-                    result = await io.read(command.response)
+                    result = await io.read(command.response, command.until)
                 except Exception as exc:
                     result = exc
                 else:
@@ -610,7 +646,7 @@ async def drive_async(
             else:
                 assert type(command) is Done
                 if command.error is not None:
-                    raise command.error
+                    raise _with_history(command.error, call)
                 live = None
                 return command.response
             command = flow.send(result)
@@ -618,6 +654,15 @@ async def drive_async(
         flow.close()
         if live is not None:
             await _aclose_quietly(io.discard, live)
+
+
+def _with_history(error: BaseException, call: Call) -> BaseException:
+    """``error``, carrying the attempts of the call (see :func:`attempts`)."""
+    if call.state is not None:
+        # An exception class with __slots__ takes no attribute: no history then.
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(error, ERROR_ATTEMPTS, tuple(call.state.attempts))
+    return error
 
 
 def _close_quietly(close: Callable[[Any], Any], response: Any) -> None:

@@ -57,8 +57,15 @@ class Policy:
             (``False``: ignore the header and use backoff).
         retry_after_max: a ``Retry-After`` longer than this is not waited (one
             equal to it is): the response is returned.
-        deadline: seconds for the whole call, sleeps included; ``None``: no
-            deadline. No sleep that would cross it is started.
+        deadline: seconds for the whole call, network time and sleeps
+            included; ``None``: no deadline. No sleep that would cross it is
+            started, no attempt starts without time for it, each attempt's
+            connect/read/write/pool timeouts are cut to the time left, the
+            library's own reads of error bodies stop at it, and async attempts
+            are cancelled at it. The error raised is the client's own timeout
+            error. One case escapes a sync client: a server that drips the
+            response *headers* byte by byte keeps the client's own parser
+            reading, each byte resetting its read timeout.
         attempt_timeout: seconds for one attempt (Envoy's per-try timeout,
             Polly's attempt timeout); an attempt that runs out counts as a read
             timeout, retried when the request is safe to repeat. ``None``: the

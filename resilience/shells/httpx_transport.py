@@ -7,11 +7,12 @@ through the one retry flow of :mod:`resilience.core.flow`.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
+from types import TracebackType
 from typing import Any
 
+import anyio
 import httpx
 
 from resilience.core.classification import Classification
@@ -24,6 +25,7 @@ from resilience.core.flow import (
     drive_async,
     refuse_coroutine_functions,
 )
+from resilience.core.healing import tls_failure
 from resilience.core.policy import Policy
 from resilience.core.response import MAX_BODY, ResponseView, bounded_decode, content_length
 from resilience.errors import ResilienceError, mixed_class
@@ -120,13 +122,17 @@ class _HttpxWire:
         return error
 
     def error_kind(self, error: BaseException) -> ErrorKind | None:
+        if not isinstance(error, httpx.TransportError):
+            return None
+        if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+            return ErrorKind.FATAL  # the same request meets the same refusal
+        if tls_failure(error):
+            return ErrorKind.FATAL
         if isinstance(error, _CONNECT_ERRORS):
             return ErrorKind.CONNECT
         if isinstance(error, _UNKNOWN_ERRORS):
             return ErrorKind.UNKNOWN
-        if isinstance(error, httpx.TransportError):
-            return ErrorKind.FATAL
-        return None
+        return ErrorKind.FATAL
 
     def response_headers(self, response: httpx.Response) -> httpx.Headers:
         return response.headers
@@ -186,14 +192,43 @@ def _whole(response: httpx.Response, head: list[bytes]) -> tuple[httpx.Response,
     return _replacement(response, httpx.ByteStream(raw)), body
 
 
+_ORIGINAL_TIMEOUT = "resilience.timeout"
+
+
+def _cut_timeouts(request: httpx.Request, budget: float) -> None:
+    """Cut the request's connect/read/write/pool timeouts to ``budget`` seconds
+    (from the timeouts it came with, kept aside for the next attempt)."""
+    extensions = request.extensions
+    original = extensions.get(_ORIGINAL_TIMEOUT)
+    if original is None:
+        original = extensions[_ORIGINAL_TIMEOUT] = dict(extensions.get("timeout") or {})
+    extensions["timeout"] = {
+        name: budget if original.get(name) is None else min(original[name], budget)
+        for name in ("connect", "read", "write", "pool")
+    }
+
+
+def _deadline_error(what: str) -> httpx.ReadTimeout:
+    # No request: the client attaches it as the error passes (request_context).
+    return httpx.ReadTimeout(f"the call's time ran out while {what}")
+
+
 class _SyncIO:
-    __slots__ = ("send",)
+    __slots__ = ("_transport",)
 
     def __init__(self, transport: httpx.BaseTransport) -> None:
-        # The wrapped transport's own method: no frame of ours around each send.
-        self.send: Callable[[httpx.Request], httpx.Response] = transport.handle_request
+        self._transport = transport
 
-    def read(self, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
+    def send(self, request: httpx.Request, budget: float | None) -> httpx.Response:
+        # The wrapped transport's method is looked up on each call: test tools
+        # (pytest-httpx, respx) patch it after a module-level client was built.
+        if budget is not None:
+            _cut_timeouts(request, budget)
+        return self._transport.handle_request(request)
+
+    def read(
+        self, response: httpx.Response, until: float | None
+    ) -> tuple[httpx.Response, bytes | None]:
         # Raw bytes only, at most 64 KiB of them: decoding is bounded apart, so
         # a small compressed body cannot inflate here. A failed read raises,
         # and the flow treats it as the network error it is.
@@ -210,6 +245,8 @@ class _SyncIO:
             size += len(chunk)
             if size > MAX_BODY:
                 return _replacement(response, _ChainedStream(head, chunks, stream)), None
+            if until is not None and time.monotonic() >= until:
+                raise _deadline_error("its error body was read")
         stream.close()
         return _whole(response, head)
 
@@ -222,15 +259,36 @@ class _SyncIO:
 
 
 class _AsyncIO:
-    __slots__ = ("send",)
+    __slots__ = ("_transport",)
 
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        # The wrapped transport's own coroutine function (see _SyncIO).
-        self.send: Callable[[httpx.Request], Awaitable[httpx.Response]] = (
-            transport.handle_async_request
-        )
+        self._transport = transport
 
-    async def read(self, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
+    def send(self, request: httpx.Request, budget: float | None) -> Awaitable[httpx.Response]:
+        # The wrapped transport's coroutine itself when there is no budget: no
+        # coroutine of ours around each send (see _SyncIO.send for the lookup).
+        if budget is None:
+            return self._transport.handle_async_request(request)
+        return self._send_within(request, budget)
+
+    async def _send_within(self, request: httpx.Request, budget: float) -> httpx.Response:
+        _cut_timeouts(request, budget)
+        # The cut timeouts bound each socket operation; the cancel scope bounds
+        # the whole attempt, whatever the server drips.
+        with anyio.move_on_after(budget):
+            return await self._transport.handle_async_request(request)
+        raise _deadline_error("waiting for an answer")
+
+    async def read(
+        self, response: httpx.Response, until: float | None
+    ) -> tuple[httpx.Response, bytes | None]:
+        if until is None:
+            return await self._read(response)
+        with anyio.move_on_after(until - time.monotonic()):
+            return await self._read(response)
+        raise _deadline_error("its error body was read")
+
+    async def _read(self, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
         length = content_length(response.headers)  # see _SyncIO.read
         if length is not None and length > MAX_BODY:
             return response, None
@@ -288,6 +346,18 @@ class ResilientTransport(httpx.BaseTransport):
         response: httpx.Response = drive(self._core, _WIRE, request, self._io, self._sleep)
         return response
 
+    def __enter__(self) -> ResilientTransport:
+        self._transport.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        self._transport.__exit__(exc_type, exc_value, traceback)
+
     def close(self) -> None:
         """Close the wrapped transport."""
         self._transport.close()
@@ -302,7 +372,8 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         policy: a :class:`~resilience.Policy`; keyword arguments override it.
         **options: the keywords of :class:`~resilience.Policy`.
 
-    ``sleep`` must be an async callable; it defaults to :func:`asyncio.sleep`.
+    ``sleep`` must be an async callable; it defaults to :func:`anyio.sleep`,
+    which runs under asyncio and trio alike.
     ``on_retry`` may be a plain or a coroutine function.
     """
 
@@ -321,7 +392,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
         self._core = Core(self.policy)
         self._io = _AsyncIO(self._transport)
-        self._sleep = self.policy.sleep or asyncio.sleep
+        self._sleep = self.policy.sleep or anyio.sleep
 
     def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
         """Send ``request``, retrying per the policy; return the final response.
@@ -332,6 +403,18 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         passes through each coroutine above it).
         """
         return drive_async(self._core, _WIRE, request, self._io, self._sleep)
+
+    async def __aenter__(self) -> AsyncResilientTransport:
+        await self._transport.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self._transport.__aexit__(exc_type, exc_value, traceback)
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""

@@ -28,6 +28,7 @@ from urllib3.util.retry import Retry
 from resilience.core.classification import Classification
 from resilience.core.engine import ErrorKind
 from resilience.core.flow import Core, History, drive, refuse_coroutine_functions
+from resilience.core.healing import tls_failure
 from resilience.core.policy import Policy
 from resilience.core.response import MAX_BODY, ResponseView, content_length
 from resilience.errors import ResilienceError, mixed_class
@@ -136,6 +137,10 @@ class _RequestsWire:
     def error_kind(self, error: BaseException) -> ErrorKind | None:
         if isinstance(error, (requests.exceptions.SSLError, requests.exceptions.InvalidURL)):
             return ErrorKind.FATAL
+        if isinstance(error, requests.exceptions.InvalidSchema):
+            return ErrorKind.FATAL  # no adapter speaks it: the same request meets the same refusal
+        if isinstance(error, requests.RequestException) and tls_failure(error):
+            return ErrorKind.FATAL
         if isinstance(error, (requests.ConnectTimeout, requests.exceptions.ProxyError)):
             return ErrorKind.CONNECT
         if isinstance(error, requests.ConnectionError):
@@ -191,6 +196,39 @@ class _PrefixedRaw(io.RawIOBase):
         self._raw.release_conn()
 
 
+def _cut_timeout(timeout: Any, budget: float) -> tuple[float, float]:
+    """requests' ``timeout`` (a number, ``(connect, read)``, a urllib3 ``Timeout``
+    or ``None``) with each part cut to ``budget`` seconds."""
+    if isinstance(timeout, urllib3.Timeout):
+        parts: tuple[Any, Any] = (timeout.connect_timeout, timeout.read_timeout)
+    elif isinstance(timeout, tuple) and len(timeout) == 2:
+        parts = (timeout[0], timeout[1])
+    else:
+        parts = (timeout, timeout)
+    return tuple(  # type: ignore[return-value]
+        min(float(p), budget) if isinstance(p, (int, float)) and not isinstance(p, bool) else budget
+        for p in parts
+    )
+
+
+def _read_head(raw: Any, until: float | None, response: requests.Response) -> bytes:
+    """At most ``MAX_BODY + 1`` decoded bytes; with ``until``, one socket read at
+    a time, stopping at that monotonic time (a body that drips holds no longer)."""
+    if until is None:
+        return bytes(raw.read(MAX_BODY + 1, decode_content=True))
+    head = b""
+    while len(head) <= MAX_BODY:
+        if time.monotonic() >= until:
+            raise requests.exceptions.ReadTimeout(
+                "the call's deadline passed while its error body was read", response=response
+            )
+        data = raw.read1(MAX_BODY + 1 - len(head), decode_content=True)
+        if not data:
+            break
+        head += data
+    return head
+
+
 class _RequestsIO:
     __slots__ = ("_adapter", "_kwargs")
 
@@ -198,10 +236,15 @@ class _RequestsIO:
         self._adapter = adapter
         self._kwargs = kwargs
 
-    def send(self, request: requests.PreparedRequest) -> requests.Response:
-        return HTTPAdapter.send(self._adapter, request, **self._kwargs)
+    def send(self, request: requests.PreparedRequest, budget: float | None) -> requests.Response:
+        kwargs = self._kwargs
+        if budget is not None:
+            kwargs = {**kwargs, "timeout": _cut_timeout(kwargs.get("timeout"), budget)}
+        return HTTPAdapter.send(self._adapter, request, **kwargs)
 
-    def read(self, response: requests.Response) -> tuple[requests.Response, bytes | None]:
+    def read(
+        self, response: requests.Response, until: float | None
+    ) -> tuple[requests.Response, bytes | None]:
         # At most 64 KiB, decoded: urllib3 bounds a decoded read(amt), so a
         # small compressed body cannot inflate here. A failed read raises the
         # error requests itself would raise, and the flow treats it as such.
@@ -210,7 +253,7 @@ class _RequestsIO:
             return response, None
         raw = response.raw
         try:
-            head = bytes(raw.read(MAX_BODY + 1, decode_content=True))
+            head = _read_head(raw, until, response)
         except urllib3.exceptions.DecodeError as exc:
             raise requests.exceptions.ContentDecodingError(exc, response=response) from exc
         except urllib3.exceptions.ReadTimeoutError as exc:
