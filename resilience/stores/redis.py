@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from resilience.core import checks
 from resilience.stores.base import Bucket, check_cost, check_ttl
 from resilience.stores.memory import MemoryStore
 
@@ -135,12 +136,19 @@ class RedisStore:
     Args:
         url_or_client: a ``redis://`` / ``rediss://`` / ``unix://`` URL (the client
             is then built with ``timeout`` and no retries of its own), or a
-            ready ``redis.Redis`` / ``RedisCluster`` client, used as it is.
-        prefix: put before every key.
+            ready ``redis.Redis`` / ``RedisCluster`` client (any object with
+            ``register_script``), used as it is.
+        prefix: put before every key (a str that UTF-8 can encode; may be empty).
         timeout: socket connect and read timeout, in seconds, of a client built
-            from a URL.
+            from a URL: a number in ``(0, 1e9]``.
         retry_interval: seconds to keep to the local fallback after Redis failed
-            before trying it again.
+            before trying it again: a number in ``[0, 1e9]``.
+
+    Raises:
+        TypeError: a value of the wrong type (a bool is not a number; a class
+            is not a client).
+        ValueError: a URL of another scheme, a number out of range, a prefix
+            with a lone surrogate.
     """
 
     __slots__ = (
@@ -164,18 +172,19 @@ class RedisStore:
         timeout: float = 0.25,
         retry_interval: float = 5.0,
     ) -> None:
-        if not math.isfinite(timeout) or timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {timeout!r}")
-        if not math.isfinite(retry_interval) or retry_interval < 0:
-            raise ValueError(f"retry_interval must be >= 0, got {retry_interval!r}")
-        self.prefix = prefix
-        self.retry_interval = float(retry_interval)
+        timeout = checks.number("timeout", timeout, low_open=True, unit=" seconds")
+        self.retry_interval = checks.number("retry_interval", retry_interval, unit=" seconds")
+        self.prefix = checks.text("prefix", prefix, empty=True)
         client: Any
         if isinstance(url_or_client, str):
+            _check_url(url_or_client)
             client = _client_from_url(url_or_client, timeout)
             self._where = _describe_url(url_or_client)
             self._owned = True
         else:
+            what = "a redis:// URL or a Redis client (with register_script())"
+            checks.instance("url_or_client", url_or_client, object, what)
+            checks.methods("url_or_client", url_or_client, ("register_script",), what)
             client = url_or_client
             self._where = _describe_client(client)
             self._owned = False
@@ -320,6 +329,17 @@ class RedisStore:
             if back:
                 _log.info("Redis at %s is reachable again; limits are shared again", self._where)
         return result
+
+
+def _check_url(url: str) -> None:
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"url_or_client must be a redis://, rediss:// or unix:// URL, got {checks.shown(url)}"
+        )
 
 
 def _client_from_url(url: str, timeout: float) -> Any:
