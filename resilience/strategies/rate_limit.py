@@ -54,9 +54,11 @@ first; else the reset of an exhausted window in ``RateLimit`` (``r=0;t=S``,
 draft-ietf-httpapi-ratelimit-headers-08 and later; ``remaining=0, reset=S`` in
 -07), in ``RateLimit-Remaining`` / ``RateLimit-Reset`` (drafts -03 to -06), or
 in ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset`` (seconds, or an epoch
-time when ``wall_now`` is given). A success whose headers say no request is
-left (remaining ``0``) holds in the same way, before any 429. After a hold one
-request goes, then the (lowered) rate: no burst. Holds are capped at a day.
+time when ``wall_now`` is given) or Discord's ``X-RateLimit-Reset-After``
+(seconds). An item with a malformed field is ignored whole (draft section 7).
+A success whose headers say no request is left (remaining ``0``) holds in the
+same way, before any 429. After a hold one request goes, then the (lowered)
+rate: no burst. Holds are capped at a day.
 
 Why not ``limits`` or ``pyrate-limiter``. Both are mature, with Redis
 backends, but neither expresses what this limiter needs. ``limits`` answers
