@@ -22,7 +22,22 @@ from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit, urlunsplit
 
-__all__ = ["Header", "HostMap", "JsonField", "QueryParam", "RegionLocator", "RequestParts"]
+from resilience.core import checks
+
+__all__ = [
+    "Header",
+    "HostMap",
+    "JsonField",
+    "QueryParam",
+    "RegionLocator",
+    "RequestParts",
+    "check_locator",
+    "check_region",
+]
+
+# RFC 9110 section 5.6.2: a header name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +102,9 @@ class JsonField:
 
     name: str
 
+    def __post_init__(self) -> None:
+        checks.text("JsonField.name", self.name)
+
     def _pattern(self) -> re.Pattern[bytes]:
         key = re.escape(json.dumps(self.name).encode())
         return re.compile(rb"(" + key + rb'\s*:\s*)("(?:[^"\\]|\\.)*")')
@@ -134,6 +152,30 @@ class HostMap:
 
     bases: Mapping[str, str]
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.bases, Mapping):
+            raise TypeError(
+                f"HostMap.bases must be a mapping of region to base URL, "
+                f"not {checks.kind(self.bases)}"
+            )
+        bases: dict[str, str] = {}
+        for region, base in self.bases.items():
+            check_region("HostMap region", region)
+            checks.text(f"HostMap.bases[{region!r}]", base)
+            try:
+                split = urlsplit(base)
+                valid = split.scheme in ("http", "https") and bool(split.hostname)
+            except ValueError:
+                valid = False
+            if not valid or _CONTROL.search(base):
+                raise ValueError(
+                    f"HostMap.bases[{region!r}] must be an http:// or https:// URL "
+                    f"with a host, got {checks.shown(base)}"
+                )
+            bases[region] = base
+        # A copy: a mapping changed later must not move requests elsewhere.
+        object.__setattr__(self, "bases", bases)
+
     def region_of(self, request: RequestParts) -> str | None:
         """The region whose base URL prefixes the request URL (longest wins)."""
         best: tuple[int, str] | None = None
@@ -164,6 +206,13 @@ class Header:
 
     name: str = "X-Region"
 
+    def __post_init__(self) -> None:
+        checks.text("Header.name", self.name)
+        if not _TOKEN.match(self.name):
+            raise ValueError(
+                f"Header.name must be an HTTP header name (a token), got {checks.shown(self.name)}"
+            )
+
     def region_of(self, request: RequestParts) -> str | None:
         """The header's value."""
         return request.header(self.name)
@@ -178,6 +227,9 @@ class QueryParam:
     """The region is a query parameter, e.g. ``?region=eu-west``."""
 
     name: str = "region"
+
+    def __post_init__(self) -> None:
+        checks.text("QueryParam.name", self.name)
 
     def region_of(self, request: RequestParts) -> str | None:
         """The parameter's first value."""
@@ -204,3 +256,25 @@ class QueryParam:
         if not found:
             segments.append(f"{quote_plus(self.name, safe='')}={value}")
         return replace(request, url=urlunsplit(split._replace(query="&".join(segments))))
+
+
+def check_region(name: str, region: object) -> str:
+    """``region`` when it can name a region: a non-empty str, UTF-8, no control characters.
+
+    A region name is written into requests (a header, a query, a JSON body, a
+    store key): a lone surrogate or a line break could not be sent.
+    """
+    checks.text(name, region)
+    assert isinstance(region, str)
+    if _CONTROL.search(region):
+        raise ValueError(f"{name} must not hold control characters, got {checks.shown(region)}")
+    return region
+
+
+def check_locator(name: str, locator: object) -> RegionLocator:
+    """``locator`` when it is an instance with callable ``region_of`` and ``with_region``."""
+    what = "a region locator (an object with region_of() and with_region())"
+    checks.instance(name, locator, RegionLocator, what)
+    checks.methods(name, locator, ("region_of", "with_region"), what)
+    assert isinstance(locator, RegionLocator)
+    return locator

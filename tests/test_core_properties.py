@@ -24,6 +24,8 @@ SETTINGS = settings(max_examples=200, deadline=None, database=None)
 STARTED = 500.0
 
 seconds = st.floats(min_value=0.0, max_value=120.0, allow_nan=False, allow_infinity=False)
+# A deadline is > 0: no call fits in none.
+deadlines = st.floats(min_value=0.0, max_value=120.0, exclude_min=True)
 fractions = st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=16)
 
 
@@ -50,7 +52,7 @@ def policies(draw: st.DrawFn, /, **fixed: Any) -> Policy:
         "jitter": draw(st.sampled_from(sorted(JITTERS))),
         "respect_retry_after": draw(st.booleans()),
         "retry_after_max": draw(seconds),
-        "deadline": draw(st.none() | seconds),
+        "deadline": draw(st.none() | deadlines),
         "retry_non_idempotent": draw(st.booleans()),
         "regions": draw(
             st.none()
@@ -162,7 +164,7 @@ def test_never_more_than_max_attempts(
 @SETTINGS
 @given(
     policy=policies(deadline=None).flatmap(
-        lambda p: st.builds(lambda d: Policy.from_kwargs(p, {"deadline": d}), seconds)
+        lambda p: st.builds(lambda d: Policy.from_kwargs(p, {"deadline": d}), deadlines)
     ),
     script=outcomes,
     durations=st.lists(st.floats(min_value=0.0, max_value=20.0), min_size=1, max_size=8),

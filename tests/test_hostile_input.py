@@ -566,7 +566,7 @@ class WaitPolicy:
 wait_policies = st.builds(
     WaitPolicy,
     retry_after_max=st.floats(min_value=0.0, max_value=120.0),
-    deadline=st.none() | st.floats(min_value=0.0, max_value=120.0),
+    deadline=st.none() | st.floats(min_value=0.0, max_value=120.0, exclude_min=True),
     max_attempts=st.integers(1, 6),
     status=st.sampled_from([429, 503, 500, 409]),
 )

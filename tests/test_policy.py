@@ -149,10 +149,17 @@ def test_nan_delay_is_a_value_error_naming_the_keyword(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["backoff_initial", "backoff_max", "retry_after_max", "conflict_delay", "deadline"]
+    "name", ["backoff_initial", "backoff_max", "retry_after_max", "conflict_delay"]
 )
 def test_zero_delay_is_allowed(name: str) -> None:
     assert getattr(make(**{name: 0}), name) == 0
+
+
+@pytest.mark.parametrize("name", ["deadline", "attempt_timeout"])
+def test_zero_time_limit_is_a_value_error(name: str) -> None:
+    """No call could fit in a limit of zero seconds: ``None`` is the way to say "no limit"."""
+    with pytest.raises(ValueError, match=name):
+        make(**{name: 0})
 
 
 def test_infinite_conflict_delay_is_a_value_error() -> None:

@@ -434,6 +434,54 @@ def test_read_limit_headers(
     assert read_limit_headers(headers, wall_now) == expected
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"RateLimit": '"default";r=-1;t=10'},
+        {"RateLimit": '"default";r=0;t=-10'},
+        {"RateLimit": '"default";r=abc;t=10'},
+        {"RateLimit": '"default";r=0;r=5;t=10'},
+        {"RateLimit": "limit=100, remaining=-1, reset=10"},
+        {"RateLimit": "limit=100, remaining=0, reset=ten"},
+        {"RateLimit": "limit=-100, remaining=0, reset=10"},
+        {"RateLimit": "limit=100, remaining=0, remaining=3, reset=10"},
+        {"RateLimit-Remaining": "-1", "RateLimit-Reset": "10"},
+        {"RateLimit-Remaining": "0", "RateLimit-Reset": "soon"},
+        {"RateLimit-Remaining": "0, 4", "RateLimit-Reset": "10"},
+        {"X-RateLimit-Remaining": "-1", "X-RateLimit-Reset": "10"},
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "-0.5"},
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "10", "X-RateLimit-Reset-After": "x"},
+    ],
+)
+def test_an_item_with_a_malformed_field_is_ignored_whole(headers: dict[str, str]) -> None:
+    """Draft section 7: malformed fields MUST be ignored, so nothing of the item counts."""
+    assert read_limit_headers(headers) == LimitHeaders()
+
+
+def test_a_malformed_item_leaves_the_other_items_of_its_field() -> None:
+    info = read_limit_headers({"RateLimit": '"a";r=-1;t=99, "b";r=0;t=5'})
+    assert info == LimitHeaders(remaining=0.0, reset=5.0)
+
+
+def test_a_field_repeated_with_the_same_value_is_read() -> None:
+    info = read_limit_headers({"X-RateLimit-Remaining": "0, 0", "X-RateLimit-Reset": "7"})
+    assert info == LimitHeaders(remaining=0.0, reset=7.0)
+
+
+def test_discord_reset_after_is_a_fractional_delay() -> None:
+    info = read_limit_headers({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "0.25"})
+    assert info == LimitHeaders(remaining=0.0, reset=0.25)
+
+
+def test_reset_after_wins_over_an_epoch_reset() -> None:
+    headers = {
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(WALL + 30),
+        "X-RateLimit-Reset-After": "1.5",
+    }
+    assert read_limit_headers(headers, WALL).reset == 1.5
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
@@ -447,6 +495,7 @@ def test_read_limit_headers(
                 "RateLimit-Reset",
                 "X-RateLimit-Remaining",
                 "X-RateLimit-Reset",
+                "X-RateLimit-Reset-After",
             ]
         ),
         st.text(alphabet=st.sampled_from('0123456789.;,="abqrtw -e+'), max_size=30),

@@ -178,3 +178,38 @@ def test_a_local_refusal_is_logged_without_credentials(
     assert "local rate limit" in record.getMessage()
     assert "SECRET" not in record.getMessage()
     assert "secret" not in record.getMessage()
+
+
+def _answers(*responses_: httpx.Response) -> httpx.MockTransport:
+    """Answers in turn; the last one repeats."""
+    answers = list(responses_)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    return httpx.MockTransport(answer)
+
+
+def _limited(headers: dict[str, str], sleep: RecordingSleep) -> list[float]:
+    """The waits of one GET answered 429 with ``headers``, then 200."""
+    transport = resilience.ResilientTransport(
+        _answers(httpx.Response(429, headers=headers), httpx.Response(200)),
+        rate_limit=RateLimit(per_second=100),
+        retry_budget=None,
+        jitter="none",
+        backoff_initial=0.0,
+        sleep=sleep,
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get(URL).status_code == 200
+    return sleep.calls
+
+
+def test_a_429_with_a_malformed_ratelimit_item_holds_nothing(sleep: RecordingSleep) -> None:
+    """``r=-1;t=10`` is ignored whole: its ``t`` does not hold every caller for 10 s."""
+    assert sum(_limited({"RateLimit": '"default";r=-1;t=10'}, sleep)) < 0.1
+
+
+def test_a_429_with_discord_reset_after_holds_that_long(sleep: RecordingSleep) -> None:
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "0.25"}
+    assert max(_limited(headers, sleep)) == pytest.approx(0.25, abs=0.02)

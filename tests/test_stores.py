@@ -17,6 +17,7 @@ import redis
 
 import resilience.testing
 from resilience.stores import Bucket, MemoryStore, RedisStore, Store
+from resilience.stores.redis import confined_to_the_call
 from tests._redis import free_port, running_redis
 
 # Waits measured by Redis shrink by the time that passes between calls (its clock
@@ -356,6 +357,89 @@ def test_redis_killed_mid_use_falls_back_at_once(caplog: pytest.LogCaptureFixtur
     assert waits[-1] == pytest.approx(0.049)
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
     store.close()
+
+
+# --- one bad call does not degrade the store --------------------------------------------
+
+
+def _second_store_sees(redis_url: str, prefix: str, key: str, value: float) -> bool:
+    """Whether another store on the same server reads ``value`` under ``key``: it went to Redis."""
+    other = RedisStore(redis_url, prefix=prefix)
+    try:
+        return other.get(key, 0.0) == value
+    finally:
+        other.close()
+
+
+def test_a_key_utf8_cannot_encode_is_escaped_and_stays_on_redis(redis_url: str) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    store = RedisStore(redis_url, prefix=prefix)
+    store.set("breaker:{host|\udcff}", 3.0, 10.0, 0.0)
+    assert not store.degraded
+    assert _second_store_sees(redis_url, prefix, "breaker:{host|\udcff}", 3.0)
+    store.close()
+
+
+def test_a_wrongtype_key_fails_only_its_own_call(redis_url: str) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    raw = redis.Redis.from_url(redis_url)
+    raw.rpush(prefix + "listy", "not a number")
+    store = RedisStore(redis_url, prefix=prefix)
+    assert store.incr("listy", 1.0, 10.0, 0.0) == 1.0  # answered locally
+    assert not store.degraded
+    store.set("good", 2.0, 10.0, 0.0)
+    assert _second_store_sees(redis_url, prefix, "good", 2.0)
+    raw.close()
+    store.close()
+
+
+def test_a_key_the_client_cannot_encode_fails_only_its_own_call(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client set to ASCII cannot send ``café``: that call is local, the next good one is not."""
+    caplog.set_level(logging.DEBUG, logger="resilience")
+    prefix = f"test:{uuid.uuid4().hex}:"
+    client = redis.Redis.from_url(redis_url, encoding="ascii")
+    store = RedisStore(client, prefix=prefix)
+    assert store.incr("café", 1.0, 10.0, 0.0) == 1.0
+    assert store.incr("café", 1.0, 10.0, 0.0) == 2.0  # the local fallback kept it
+    assert not store.degraded
+    store.set("good", 4.0, 10.0, 0.0)
+    assert _second_store_sees(redis_url, prefix, "good", 4.0)
+    levels = [r.levelno for r in caplog.records if "refused one call" in r.getMessage()]
+    assert levels == [logging.WARNING, logging.DEBUG]
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "confined"),
+    [
+        (UnicodeEncodeError("ascii", "é", 0, 1, "no"), True),
+        (redis.exceptions.DataError("bad argument"), True),
+        (redis.exceptions.ResponseError("WRONGTYPE Operation against a key"), True),
+        (redis.exceptions.ClusterCrossSlotError("Keys in request don't hash"), True),
+        (ValueError("could not convert string to float: 'x'"), True),
+        (redis.exceptions.ConnectionError("Connection refused"), False),
+        (redis.exceptions.TimeoutError("Timeout reading from socket"), False),
+        (redis.exceptions.BusyLoadingError("Redis is loading"), False),
+        (redis.exceptions.AuthenticationError("invalid password"), False),
+        (redis.exceptions.ReadOnlyError("You can't write against a read only replica"), False),
+        (redis.exceptions.OutOfMemoryError("command not allowed when used memory"), False),
+        (redis.exceptions.ClusterDownError("The cluster is down"), False),
+        (redis.exceptions.NoPermissionError("this user has no permissions"), False),
+        (redis.exceptions.ResponseError("BUSY Redis is busy running a script"), False),
+        (redis.exceptions.ResponseError("MISCONF Redis is configured to save RDB"), False),
+        (redis.exceptions.ResponseError("unknown command 'EVALSHA'"), False),
+        (redis.exceptions.InvalidResponse("Protocol error"), False),
+        (OSError("Network is unreachable"), False),
+        (AttributeError("'NoneType' object has no attribute 'evalsha'"), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_only_errors_about_redis_itself_degrade_the_store(
+    error: BaseException, confined: bool
+) -> None:
+    assert confined_to_the_call(error) is confined
 
 
 def test_the_warning_shows_no_credentials(caplog: pytest.LogCaptureFixture) -> None:

@@ -73,9 +73,12 @@ class Classifier:
                 self._custom_rules.setdefault(detector.name, read(detector))
         self._pinned = self._named(vendor) if vendor is not None else None
         self._pinned_rules = read(self._pinned) if self._pinned is not None else None
-        self._hosts: dict[str, Detector] = {
-            host.lower(): self._named(name) for host, name in (vendor_hosts or {}).items()
-        }
+        self._hosts: dict[str, Detector] = {}
+        for host, name in (vendor_hosts or {}).items():
+            try:
+                self._hosts[host.lower()] = self._named(name)
+            except ValueError as exc:
+                raise ValueError(f"vendor_hosts[{host!r}]: {exc}") from None
         self._host_rules = {host: read(d) for host, d in self._hosts.items()}
         self._fixed_rules: dict[str, VendorRules] = {}
         for rules in (self._pinned_rules, *self._host_rules.values()):

@@ -256,7 +256,13 @@ class Call:
         if policy.deadline is not None:
             left = policy.deadline - (now - self.started)
             budget = left if budget is None else min(budget, left)
-        return budget
+        # Never a zero or negative timeout: that is "no wait at all" to a socket.
+        return None if budget is None else max(budget, MIN_ATTEMPT)
+
+    def out_of_time(self, now: float) -> bool:
+        """Whether the deadline leaves less than an attempt needs."""
+        deadline = self.core.policy.deadline
+        return deadline is not None and deadline - (now - self.started) < MIN_ATTEMPT
 
     def read_until(self) -> float | None:
         """When the library's own reads of error bodies must stop (the deadline)."""
@@ -479,8 +485,9 @@ def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
             elif gate:
                 state.add_wait(gate)
                 yield Sleep(gate)
-            budget = call.budget(core.monotonic())
-            if refused is None and budget is not None and budget < MIN_ATTEMPT:
+            now = core.monotonic()
+            budget = call.budget(now)
+            if refused is None and call.out_of_time(now):
                 refused = "deadline reached: no time left for another attempt"
         if refused is not None:
             # Stop with what we have: the last answer (or error).

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
+from resilience.core import checks
 from resilience.core.backoff import JITTERS, schedule
-from resilience.detectors import Detector
-from resilience.regions import RegionLocator
+from resilience.detectors import Detector, rules_of
+from resilience.regions import HostMap, RegionLocator, check_locator, check_region
 from resilience.stores import Store
 from resilience.strategies.base import StrategyConfig
 from resilience.strategies.breaker import CircuitBreaker
@@ -28,37 +28,59 @@ DEFAULT_BUDGET = RetryBudget()
 
 #: The longest delay a policy may name (about 31 years): ``time.sleep`` and
 #: ``threading`` refuse waits past ``threading.TIMEOUT_MAX`` with OverflowError.
-MAX_SECONDS = 1e9
+MAX_SECONDS = checks.MAX_SECONDS
 
-
-def _number(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if value > MAX_SECONDS:
-        raise ValueError(f"{name} must be at most {MAX_SECONDS:g} seconds, got {value!r}")
+_SECONDS = (
+    "backoff_initial",
+    "backoff_max",
+    "retry_after_max",
+    "conflict_delay",
+)
+_FLAGS = ("respect_retry_after", "retry_non_idempotent", "idempotency_key")
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     """How calls are retried. Every attribute is a keyword of the transports.
 
+    Every keyword is checked here, when the policy is built (see
+    :mod:`resilience.core.checks`): a value of the wrong type is a
+    ``TypeError``, one out of range a ``ValueError``, and the message names the
+    keyword. Flags are real bools (``"false"``, ``0`` and ``1`` are refused);
+    counts real ints up to ``10**9``; durations ints or floats from ``0`` to ``1e9`` seconds
+    (never NaN or infinite; ``10**400`` is a ``ValueError``), stored as floats.
+    Where an object is expected (``store``, ``rate_limit``, ``region_locator``,
+    a detector), a class is refused: pass an instance.
+
+    Across keywords: a ``HostMap`` ``region_locator`` must map every one of
+    ``regions`` (a failover it could not rewrite would resend to the same
+    region). Allowed because they mean something: ``backoff_initial`` above
+    ``backoff_max`` (the cap wins: every backoff delay is ``backoff_max``, and
+    ``backoff_max=0`` retries without waiting); ``attempt_timeout`` above
+    ``deadline`` (the deadline wins); ``vendor`` with ``vendor_hosts``
+    (``vendor`` wins, as in :func:`resilience.classify`); ``capacity_retries``
+    of ``max_attempts`` or more (the attempts run out first). Whether
+    ``vendor`` and the values of ``vendor_hosts`` name known detectors is
+    checked when a transport is built, since detectors may be registered after
+    the policy is made.
+
     Attributes:
-        max_attempts: attempts in total, the first included (``1``: never retry).
+        max_attempts: attempts in total, the first included (``1``: never
+            retry); an int from ``1`` to ``10**9``.
         backoff_initial: seconds before the first retry, before jitter.
-        backoff_multiplier: growth of the delay per retry (``1.0``: constant).
-        backoff_max: cap on one backoff delay, before jitter.
+        backoff_multiplier: growth of the delay per retry (``1.0``: constant),
+            ``1`` to ``1e9``.
+        backoff_max: cap on one backoff delay, before jitter (the first one
+            included).
         jitter: ``"full"``, ``"equal"``, ``"decorrelated"`` or ``"none"``; the
-            formulas are in :mod:`resilience.core.backoff`.
+            formulas are in :mod:`resilience.core.backoff`. Anything else,
+            ``None`` included, is a ``ValueError`` listing these.
         respect_retry_after: wait what ``Retry-After`` says instead of backoff
             (``False``: ignore the header and use backoff).
         retry_after_max: a ``Retry-After`` longer than this is not waited (one
             equal to it is): the response is returned.
         deadline: seconds for the whole call, network time and sleeps
-            included; ``None``: no deadline. No sleep that would cross it is
+            included, ``> 0``; ``None``: no deadline. No sleep that would cross it is
             started, no attempt starts without time for it, each attempt's
             connect/read/write/pool timeouts are cut to the time left, the
             library's own reads of error bodies stop at it, and async attempts
@@ -67,14 +89,16 @@ class Policy:
             response *headers* byte by byte keeps the client's own parser
             reading, each byte resetting its read timeout.
         attempt_timeout: seconds for one attempt (Envoy's per-try timeout,
-            Polly's attempt timeout); an attempt that runs out counts as a read
-            timeout, retried when the request is safe to repeat. ``None``: the
-            client's own timeouts only.
+            Polly's attempt timeout), ``> 0``; an attempt that runs out counts
+            as a read timeout, retried when the request is safe to repeat.
+            ``None``: the client's own timeouts only.
         retry_non_idempotent: retry POST/PATCH after answers that may have been
             processed (5xx, read errors) even without an idempotency key.
         idempotency_key: add ``Idempotency-Key: <uuid4>`` to POST/PATCH requests
             that lack one, the same on every attempt.
-        regions: ordered regions for ``CAPACITY`` failover; ``None``: no failover.
+        regions: ordered regions for ``CAPACITY`` failover (a list or tuple of
+            distinct non-empty names, no control characters; a set has no
+            order and is refused); ``None``: no failover.
         region_locator: where the region lives in the request; ``None``: where
             the vendor's detector says it lives (Gameye: JSON field
             ``location``); a vendor whose detector names none cannot fail over.
@@ -83,9 +107,12 @@ class Policy:
             wait (Gameye: 2-5 s), else the backoff; ``Retry-After`` wins.
         conflict_delay: least wait before retrying a ``CONFLICT_PENDING`` answer
             without ``Retry-After``.
-        vendor: pin the vendor of every response.
-        vendor_hosts: host name (without port) -> vendor name.
-        detectors: detectors to use instead of the registered chain.
+        vendor: pin the vendor of every response (a non-empty str).
+        vendor_hosts: host name (without port) -> vendor name (a mapping of
+            non-empty strs), copied.
+        detectors: detectors to use instead of the registered chain: an
+            iterable (not a str) of detector instances, each with a non-empty
+            ``name``, a bool ``success_body`` and valid optional hooks.
         on_retry: called with a :class:`RetryEvent` before each wait (a
             coroutine function works with the async transport).
         sleep: the sleep to use (``None``: :func:`time.sleep` /
@@ -131,56 +158,65 @@ class Policy:
     steps: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise TypeError("max_attempts must be an int")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts!r}")
-        if isinstance(self.capacity_retries, bool) or not isinstance(self.capacity_retries, int):
-            raise TypeError("capacity_retries must be an int")
-        if self.capacity_retries < 0:
-            raise ValueError(f"capacity_retries must be >= 0, got {self.capacity_retries!r}")
-        for name in ("backoff_initial", "backoff_max", "retry_after_max", "conflict_delay"):
-            _number(name, getattr(self, name))
-        _number("deadline", self.deadline, allow_none=True)
-        _number("attempt_timeout", self.attempt_timeout, allow_none=True)
-        _number("backoff_multiplier", self.backoff_multiplier)
-        if self.backoff_multiplier < 1:
-            raise ValueError(f"backoff_multiplier must be >= 1, got {self.backoff_multiplier!r}")
-        if self.jitter not in JITTERS:
-            raise ValueError(
-                f"jitter must be one of {', '.join(sorted(JITTERS))}; got {self.jitter!r}"
-            )
-        if self.regions is not None:
-            if isinstance(self.regions, (str, bytes)) or not isinstance(self.regions, Iterable):
-                raise TypeError("regions must be a sequence of region names")
-            regions = tuple(self.regions)
-            if not all(isinstance(r, str) and r for r in regions):
-                raise ValueError("regions must hold non-empty strings")
-            object.__setattr__(self, "regions", regions)
-        if self.region_locator is not None and not isinstance(self.region_locator, RegionLocator):
-            raise TypeError("region_locator needs region_of() and with_region()")
-        if self.detectors is not None:
-            object.__setattr__(self, "detectors", tuple(self.detectors))
-        if self.vendor_hosts is not None:
-            object.__setattr__(self, "vendor_hosts", dict(self.vendor_hosts))
-        for name in ("on_retry", "sleep"):
+        put = object.__setattr__  # frozen: values are normalised once, here
+        put(self, "max_attempts", checks.integer("max_attempts", self.max_attempts, low=1))
+        put(
+            self,
+            "capacity_retries",
+            checks.integer("capacity_retries", self.capacity_retries, low=0),
+        )
+        for name in _SECONDS:
+            put(self, name, checks.number(name, getattr(self, name), unit=" seconds"))
+        for name in ("deadline", "attempt_timeout"):
             value = getattr(self, name)
-            if value is not None and not callable(value):
-                raise TypeError(f"{name} must be callable")
+            if value is not None:
+                put(self, name, checks.number(name, value, low_open=True, unit=" seconds"))
+        put(
+            self,
+            "backoff_multiplier",
+            checks.number("backoff_multiplier", self.backoff_multiplier, low=1.0),
+        )
+        checks.choice("jitter", self.jitter, JITTERS)
+        for name in _FLAGS:
+            checks.boolean(name, getattr(self, name))
+        if self.regions is not None:
+            put(self, "regions", _regions(self.regions))
+        if self.region_locator is not None:
+            check_locator("region_locator", self.region_locator)
+            if isinstance(self.region_locator, HostMap) and self.regions:
+                missing = [r for r in self.regions if r not in self.region_locator.bases]
+                if missing:
+                    raise ValueError(
+                        f"regions names {missing[0]!r}, which region_locator (a HostMap) "
+                        "has no base URL for: a failover there could not move the request"
+                    )
+        if self.vendor is not None:
+            checks.text("vendor", self.vendor)
+        if self.vendor_hosts is not None:
+            put(self, "vendor_hosts", _vendor_hosts(self.vendor_hosts))
+        if self.detectors is not None:
+            put(self, "detectors", _detectors(self.detectors))
+        for name in ("on_retry", "sleep"):
+            checks.callable_or_none(name, getattr(self, name))
         if isinstance(self.circuit_breaker, bool):  # True: the default breaker
-            object.__setattr__(
-                self, "circuit_breaker", CircuitBreaker() if self.circuit_breaker else None
+            put(self, "circuit_breaker", CircuitBreaker() if self.circuit_breaker else None)
+        elif self.circuit_breaker is not None:
+            checks.instance(
+                "circuit_breaker",
+                self.circuit_breaker,
+                CircuitBreaker,
+                "a resilience.CircuitBreaker, True or None",
             )
-        elif self.circuit_breaker is not None and not isinstance(
-            self.circuit_breaker, CircuitBreaker
-        ):
-            raise TypeError("circuit_breaker must be a resilience.CircuitBreaker, True or None")
-        if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimit):
-            raise TypeError("rate_limit must be a resilience.RateLimit or None")
-        if self.store is not None and not isinstance(self.store, Store):
-            raise TypeError("store must be a resilience.stores.Store (MemoryStore, RedisStore)")
-        if self.retry_budget is not None and not isinstance(self.retry_budget, RetryBudget):
-            raise TypeError("retry_budget must be a resilience.RetryBudget or None")
+        if self.rate_limit is not None:
+            checks.instance("rate_limit", self.rate_limit, RateLimit, "a resilience.RateLimit")
+        if self.retry_budget is not None:
+            checks.instance(
+                "retry_budget", self.retry_budget, RetryBudget, "a resilience.RetryBudget or None"
+            )
+        if self.store is not None:
+            what = "a resilience.stores.Store (MemoryStore(), RedisStore(url))"
+            checks.instance("store", self.store, Store, what)
+            checks.methods("store", self.store, _STORE_METHODS, what)
         object.__setattr__(
             self,
             "steps",
@@ -214,3 +250,52 @@ class Policy:
         if unknown:
             raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
         return replace(policy, **options)
+
+
+_STORE_METHODS = ("take", "hold", "get", "get_many", "set", "incr")
+
+
+def _regions(value: object) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes, Set, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"regions must be an ordered sequence of region names (a list or tuple), "
+            f"not {checks.kind(value)}"
+        )
+    regions = tuple(value)
+    for i, region in enumerate(regions):
+        check_region(f"regions[{i}]", region)
+    for i, region in enumerate(regions):
+        if region in regions[:i]:
+            raise ValueError(f"regions names {region!r} twice")
+    return regions
+
+
+def _vendor_hosts(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"vendor_hosts must be a mapping of host name to vendor name, not {checks.kind(value)}"
+        )
+    hosts: dict[str, str] = {}
+    for host, vendor in value.items():
+        checks.text("vendor_hosts key", host)
+        checks.text(f"vendor_hosts[{host!r}]", vendor)
+        hosts[host] = vendor
+    return hosts
+
+
+def _detectors(value: object) -> tuple[Detector, ...]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"detectors must be an iterable of detectors, not {checks.kind(value)}")
+    detectors = tuple(value)
+    what = "a detector (name, success_body, matches(), classify())"
+    for i, detector in enumerate(detectors):
+        name = f"detectors[{i}]"
+        checks.instance(name, detector, Detector, what)
+        checks.methods(name, detector, ("matches", "classify"), what)
+        checks.text(f"{name}.name", detector.name)
+        checks.boolean(f"{name}.success_body", detector.success_body)
+        try:
+            rules_of(detector)  # a bad optional hook: here, not during a call
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name}: {exc}") from exc
+    return detectors

@@ -36,11 +36,14 @@ back-off. Scripts calling ``TIME`` and then writing need effects replication,
 the default since Redis 5 and the only mode since Redis 7.
 
 Failures. A store must never fail or stall the call it paces: when Redis is
-unreachable or answers with an error, :class:`RedisStore` logs one WARNING on
-the ``"resilience"`` logger, carries on with a local :class:`MemoryStore`
+unreachable or unhealthy (refused or dropped connections, timeouts, loading,
+read-only, out of memory, a cluster down), :class:`RedisStore` logs one WARNING
+on the ``"resilience"`` logger, carries on with a local :class:`MemoryStore`
 (each process then keeps to the limit on its own), and tries Redis again after
-``retry_interval`` seconds; an INFO line says when Redis is back. Clients it
-builds from a URL have short socket timeouts and no retries of their own.
+``retry_interval`` seconds; an INFO line says when Redis is back. An error
+confined to one call (a key the client cannot encode, a ``WRONGTYPE`` key) only
+answers that call locally: every other key stays on Redis. Clients it builds
+from a URL have short socket timeouts and no retries of their own.
 """
 
 from resilience.stores.base import Bucket, Store

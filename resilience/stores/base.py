@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from resilience.core import checks
 
 __all__ = ["Bucket", "Store", "check_cost", "check_ttl", "full_at", "refill", "wait_for"]
 
@@ -28,12 +31,11 @@ class Bucket:
     capacity: float
 
     def __post_init__(self) -> None:
+        if not isinstance(self.key, str):  # any str: a RedisStore escapes what UTF-8 cannot encode
+            raise TypeError(f"Bucket.key must be a str, not {checks.kind(self.key)}")
         for name in ("rate", "capacity"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"Bucket.{name} must be a number")
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"Bucket.{name} must be > 0, got {value!r}")
+            value = checks.number(f"Bucket.{name}", getattr(self, name), low_open=True)
+            object.__setattr__(self, name, value)
 
 
 @runtime_checkable
@@ -145,10 +147,10 @@ def full_at(tokens: float, at: float, bucket: Bucket) -> float:
 
 
 def check_cost(value: float, name: str = "cost") -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    """``value`` is a finite number ``>= 0`` (a cost, a hold's seconds)."""
+    checks.number(name, value, high=sys.float_info.max)
 
 
 def check_ttl(ttl: float) -> None:
-    if not math.isfinite(ttl) or ttl <= 0:
-        raise ValueError(f"ttl must be a finite number > 0, got {ttl!r}")
+    """``ttl`` is a finite number of seconds ``> 0``."""
+    checks.number("ttl", ttl, low_open=True, high=sys.float_info.max)

@@ -9,10 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from resilience.core import checks
 from resilience.stores.base import Bucket, check_cost, check_ttl
 from resilience.stores.memory import MemoryStore
 
-__all__ = ["RedisStore", "SupportsScripts"]
+__all__ = ["RedisStore", "SupportsScripts", "confined_to_the_call"]
 
 _log = logging.getLogger("resilience")
 
@@ -37,7 +38,8 @@ end
 local function save(key, b, at, rate, cap)
   local ttl = (at - now) + math.max(0, cap - b) / rate
   redis.call('HSET', key, 'b', num(b), 't', num(at))
-  redis.call('PEXPIRE', key, string.format('%d', math.ceil(ttl * 1000) + 1))
+  -- capped at about 31,000 years: a bucket of a tiny rate must still get an expiry
+  redis.call('PEXPIRE', key, string.format('%d', math.min(math.ceil(ttl * 1000) + 1, 1e15)))
 end
 """
 
@@ -108,8 +110,87 @@ def _arg(value: float) -> str:
     return repr(float(value))
 
 
+_MAX_MS = 10**15  # about 31,000 years: far inside what PEXPIRE accepts
+
+
 def _ms(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds * 1000.0)))
+    return str(min(_MAX_MS, max(1, math.ceil(seconds * 1000.0))))
+
+
+def _safe_key(key: str) -> str:
+    """``key``, with what UTF-8 cannot encode (a lone surrogate) escaped as ``\\udcff``.
+
+    A host name or region read from a request may hold a lone surrogate; the
+    client could not send it, and that one key must not fail its call. The
+    escape is the same in every process, so they still share the key.
+    """
+    if key.isascii():
+        return key
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return key.encode("utf-8", "backslashreplace").decode("utf-8")
+    return key
+
+
+# Error replies that say Redis itself cannot serve (any key), by their code.
+_SERVER_CODES = frozenset(
+    {
+        "BUSY",
+        "CLUSTERDOWN",
+        "LOADING",
+        "MASTERDOWN",
+        "MISCONF",
+        "NOAUTH",
+        "NOPERM",
+        "NOREPLICAS",
+        "NOSCRIPT",
+        "OOM",
+        "READONLY",
+        "WRONGPASS",
+    }
+)
+
+
+def confined_to_the_call(exc: BaseException) -> bool:
+    """Whether ``exc`` concerns one call (its key or arguments) rather than Redis itself.
+
+    Redis unreachable or unhealthy (connection refused or reset, a timeout, a
+    server loading, busy, read-only, out of memory, a cluster down, ACLs that
+    deny the scripts, a garbled reply, a broken client) is *not* confined: the
+    whole store falls back. Confined: a key or argument the client cannot
+    encode (``UnicodeEncodeError``, ``DataError``), a value it cannot read back,
+    a ``WRONGTYPE`` or other error reply about one key, a cross-slot or
+    migrating key in a cluster.
+    """
+    try:
+        from redis import exceptions as rx
+    except ImportError:  # pragma: no cover - a client that is not redis-py
+        return isinstance(exc, ValueError)
+    if isinstance(
+        exc,
+        (
+            rx.ConnectionError,  # also authentication, max clients, LOADING
+            rx.TimeoutError,
+            rx.ClusterError,  # CLUSTERDOWN, MASTERDOWN
+            rx.InvalidResponse,
+            rx.SlotNotCoveredError,
+            rx.ReadOnlyError,
+            rx.OutOfMemoryError,
+            rx.NoPermissionError,
+            rx.NoScriptError,  # still missing after redis-py loaded it again
+        ),
+    ):
+        return False
+    if isinstance(exc, (rx.DataError, rx.ClusterCrossSlotError, rx.CrossSlotTransactionError)):
+        return True
+    if isinstance(exc, rx.ResponseError):
+        message = str(exc)
+        code = getattr(exc, "status_code", None) or message.split(" ", 1)[0]
+        return code not in _SERVER_CODES and "unknown command" not in message.lower()
+    # A key or value that could not be encoded or read back; anything else
+    # (an OSError, a client that is not one) says the store cannot work.
+    return isinstance(exc, ValueError)
 
 
 class SupportsScripts(Protocol):
@@ -132,19 +213,37 @@ class RedisStore:
     Calls are short blocking round trips, also from async transports (they do
     not await): keep Redis close, and ``timeout`` small.
 
+    Failures. An error that says Redis itself cannot serve (unreachable, a
+    timeout, loading, read-only, out of memory, cluster down: see
+    :func:`confined_to_the_call`) switches the whole store to its local
+    fallback for ``retry_interval`` seconds (:attr:`degraded`). An error
+    confined to one call (a key the client cannot encode, a ``WRONGTYPE``
+    key) answers that call from the local fallback, logs once per kind at
+    WARNING (then at DEBUG), and leaves every other key on Redis. Keys that
+    UTF-8 cannot encode are escaped before they are sent (see
+    :func:`_safe_key`), so they never fail at all with the default encoding.
+
     Args:
         url_or_client: a ``redis://`` / ``rediss://`` / ``unix://`` URL (the client
             is then built with ``timeout`` and no retries of its own), or a
-            ready ``redis.Redis`` / ``RedisCluster`` client, used as it is.
-        prefix: put before every key.
+            ready ``redis.Redis`` / ``RedisCluster`` client (any object with
+            ``register_script``), used as it is.
+        prefix: put before every key (a str that UTF-8 can encode; may be empty).
         timeout: socket connect and read timeout, in seconds, of a client built
-            from a URL.
+            from a URL: a number in ``(0, 1e9]``.
         retry_interval: seconds to keep to the local fallback after Redis failed
-            before trying it again.
+            before trying it again: a number in ``[0, 1e9]``.
+
+    Raises:
+        TypeError: a value of the wrong type (a bool is not a number; a class
+            is not a client).
+        ValueError: a URL of another scheme, a number out of range, a prefix
+            with a lone surrogate.
     """
 
     __slots__ = (
         "_client",
+        "_confined",
         "_down",
         "_fallback",
         "_lock",
@@ -164,18 +263,19 @@ class RedisStore:
         timeout: float = 0.25,
         retry_interval: float = 5.0,
     ) -> None:
-        if not math.isfinite(timeout) or timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {timeout!r}")
-        if not math.isfinite(retry_interval) or retry_interval < 0:
-            raise ValueError(f"retry_interval must be >= 0, got {retry_interval!r}")
-        self.prefix = prefix
-        self.retry_interval = float(retry_interval)
+        timeout = checks.number("timeout", timeout, low_open=True, unit=" seconds")
+        self.retry_interval = checks.number("retry_interval", retry_interval, unit=" seconds")
+        self.prefix = checks.text("prefix", prefix, empty=True)
         client: Any
         if isinstance(url_or_client, str):
+            _check_url(url_or_client)
             client = _client_from_url(url_or_client, timeout)
             self._where = _describe_url(url_or_client)
             self._owned = True
         else:
+            what = "a redis:// URL or a Redis client (with register_script())"
+            checks.instance("url_or_client", url_or_client, object, what)
+            checks.methods("url_or_client", url_or_client, ("register_script",), what)
             client = url_or_client
             self._where = _describe_client(client)
             self._owned = False
@@ -195,6 +295,7 @@ class RedisStore:
         self._lock = threading.Lock()
         self._down = False
         self._retry_at = -math.inf
+        self._confined: set[str] = set()  # kinds of confined errors already logged
 
     @property
     def degraded(self) -> bool:
@@ -243,7 +344,7 @@ class RedisStore:
         """See :meth:`Store.get`."""
 
         def remote() -> float | None:
-            raw = self._scripts["get"](keys=[self.prefix + key], args=[])
+            raw = self._scripts["get"](keys=[self._key(key)], args=[])
             return None if raw is None else float(raw)
 
         return self._run(now, remote, lambda: self._fallback.get(key, now))
@@ -254,7 +355,7 @@ class RedisStore:
             return []
 
         def remote() -> list[float | None]:
-            raw = self._scripts["get_many"](keys=[self.prefix + k for k in keys], args=[])
+            raw = self._scripts["get_many"](keys=[self._key(k) for k in keys], args=[])
             return [None if v is None else float(v) for v in raw]
 
         return self._run(now, remote, lambda: self._fallback.get_many(keys, now))
@@ -264,7 +365,7 @@ class RedisStore:
         check_ttl(ttl)
         self._run(
             now,
-            lambda: self._scripts["set"](keys=[self.prefix + key], args=[_arg(value), _ms(ttl)]),
+            lambda: self._scripts["set"](keys=[self._key(key)], args=[_arg(value), _ms(ttl)]),
             lambda: self._fallback.set(key, value, ttl, now),
         )
 
@@ -284,12 +385,15 @@ class RedisStore:
         args = [_arg(amount), _arg(initial), _arg(low), _arg(high), _ms(ttl)]
         return self._run(
             now,
-            lambda: float(self._scripts["incr"](keys=[self.prefix + key], args=args)),
+            lambda: float(self._scripts["incr"](keys=[self._key(key)], args=args)),
             lambda: self._fallback.incr(key, amount, ttl, now, initial=initial, low=low, high=high),
         )
 
+    def _key(self, key: str) -> str:
+        return self.prefix + _safe_key(key)
+
     def _keys(self, buckets: Sequence[Bucket]) -> list[str]:
-        return [self.prefix + b.key for b in buckets]
+        return [self.prefix + _safe_key(b.key) for b in buckets]
 
     def _run(self, now: float, remote: Callable[[], _T], local: Callable[[], _T]) -> _T:
         """``remote()`` unless Redis failed less than ``retry_interval`` ago; ``local()`` then."""
@@ -297,9 +401,11 @@ class RedisStore:
             return local()
         try:
             result = remote()
-        # Any failure (connection, timeout, READONLY, OOM, a WRONGTYPE key, a broken
-        # client) must not fail the call being paced: fall back, say so once.
+        # No failure may fail the call being paced: fall back, say so once.
         except Exception as exc:
+            if confined_to_the_call(exc):
+                self._confined_failure(exc)
+                return local()
             with self._lock:
                 self._retry_at = now + self.retry_interval
                 first = not self._down
@@ -320,6 +426,32 @@ class RedisStore:
             if back:
                 _log.info("Redis at %s is reachable again; limits are shared again", self._where)
         return result
+
+    def _confined_failure(self, exc: Exception) -> None:
+        """One call failed on its own key or arguments: log it, Redis stays in use."""
+        kind = type(exc).__name__
+        with self._lock:
+            first = kind not in self._confined
+            self._confined.add(kind)
+        _log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "Redis at %s refused one call (%s: %s); that call keeps its state locally, "
+            "every other key stays on Redis",
+            self._where,
+            kind,
+            str(exc)[:200],
+        )
+
+
+def _check_url(url: str) -> None:
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"url_or_client must be a redis://, rediss:// or unix:// URL, got {checks.shown(url)}"
+        )
 
 
 def _client_from_url(url: str, timeout: float) -> Any:

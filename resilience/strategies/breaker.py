@@ -41,6 +41,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from resilience.core import checks
 from resilience.core.classification import Category, Classification
 from resilience.errors import CircuitOpen
 from resilience.stores.base import Store
@@ -49,10 +50,9 @@ from resilience.strategies.base import BaseStrategy, CallInfo, Outcome, Refusal
 __all__ = ["BreakerStrategy", "CircuitBreaker"]
 
 
-def _positive(name: str, value: object, *, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        kind = "an int" if integer else "a number"
-        raise TypeError(f"circuit_breaker.{name} must be {kind}, not {type(value).__name__}")
+#: The shortest ``window`` and ``open_for``: the window's bucket index is
+#: ``wall / (window / 2)``, and store expiries are whole milliseconds.
+MIN_SECONDS = 1e-3
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +60,19 @@ class CircuitBreaker:
     """Configuration of the circuit breaker (``circuit_breaker=`` of a policy).
 
     Attributes:
-        failure_ratio: share of failed outcomes in the window that opens it (0-1].
-        min_calls: fewest outcomes in the window before the ratio is judged.
-        window: seconds of outcomes considered (at least 0.001).
-        open_for: seconds the circuit stays open before letting probes through.
-        probes: requests allowed through at once while half-open.
+        failure_ratio: share of failed outcomes in the window that opens it,
+            in ``(0, 1]`` (``1``: only when every outcome failed).
+        min_calls: fewest outcomes in the window before the ratio is judged
+            (an int from ``1`` to ``10**9``).
+        window: seconds of outcomes considered, ``0.001`` to ``1e9``.
+        open_for: seconds the circuit stays open before letting probes
+            through, ``0.001`` to ``1e9``.
+        probes: requests allowed through at once while half-open (an int
+            from ``1`` to ``10**9``).
+
+    Raises:
+        TypeError: a value of the wrong type (a bool is neither an int nor a number).
+        ValueError: a value out of its range; the message names the field.
     """
 
     failure_ratio: float = 0.5
@@ -74,24 +82,18 @@ class CircuitBreaker:
     probes: int = 1
 
     def __post_init__(self) -> None:
-        _positive("failure_ratio", self.failure_ratio)
-        if not (0 < self.failure_ratio <= 1):
-            raise ValueError(
-                f"circuit_breaker.failure_ratio must be in (0, 1], got {self.failure_ratio!r}"
-            )
+        put = object.__setattr__
+        ratio = checks.number(
+            "circuit_breaker.failure_ratio", self.failure_ratio, high=1.0, low_open=True
+        )
+        put(self, "failure_ratio", ratio)
         for name in ("min_calls", "probes"):
-            value = getattr(self, name)
-            _positive(name, value, integer=True)
-            if value < 1:
-                raise ValueError(f"circuit_breaker.{name} must be an int >= 1, got {value!r}")
+            put(self, name, checks.integer(f"circuit_breaker.{name}", getattr(self, name), low=1))
         for name in ("window", "open_for"):
-            value = getattr(self, name)
-            _positive(name, value)
-            # A millisecond at least: bucket indexes of a shorter window overflow.
-            if not math.isfinite(value) or not 1e-3 <= value <= 1e9:
-                raise ValueError(
-                    f"circuit_breaker.{name} must be between 0.001 and 1e9 seconds, got {value!r}"
-                )
+            value = checks.number(
+                f"circuit_breaker.{name}", getattr(self, name), low=MIN_SECONDS, unit=" seconds"
+            )
+            put(self, name, value)
 
     def build(self, store: Store, wall: Callable[[], float]) -> BreakerStrategy:
         """The strategy, keeping its circuits in ``store``."""

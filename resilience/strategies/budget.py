@@ -21,10 +21,10 @@ nothing fails; a bucket idle for an hour is forgotten (full again).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from resilience.core import checks
 from resilience.stores.base import Store
 from resilience.strategies.base import BaseStrategy, CallInfo, Outcome
 
@@ -41,9 +41,15 @@ class RetryBudget:
 
     Attributes:
         max_tokens: size of the bucket (at most ``max_tokens / 2`` retries in a
-            row while nothing succeeds).
+            row while nothing succeeds); a number in ``(0, 1e9]``.
         token_ratio: tokens given back by each answer that is not a failure
-            (``0.2``: retries keep flowing while under about one attempt in six fails).
+            (``0.2``: retries keep flowing while under about one attempt in six
+            fails); a number in ``(0, 1e9]``. A ratio of ``max_tokens`` or more
+            refills the whole bucket on every success.
+
+    Raises:
+        TypeError: a value is not a number (a bool is not one).
+        ValueError: a value is out of range (NaN, infinite, ``<= 0``, too large).
     """
 
     max_tokens: float = 10.0
@@ -51,11 +57,8 @@ class RetryBudget:
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "token_ratio"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"retry_budget.{name} must be a number")
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"retry_budget.{name} must be > 0, got {value!r}")
+            value = checks.number(f"retry_budget.{name}", getattr(self, name), low_open=True)
+            object.__setattr__(self, name, value)
 
     def build(self, store: Store, wall: Callable[[], float]) -> BudgetStrategy:
         """The strategy, keeping its tokens in ``store``."""

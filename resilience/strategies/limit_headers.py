@@ -4,7 +4,14 @@ Understood: ``Retry-After``; ``RateLimit`` (``"name";r=0;t=30`` from
 draft-ietf-httpapi-ratelimit-headers-08 on, ``limit=, remaining=, reset=`` in
 -07); ``RateLimit-Policy`` (``"name";q=100;w=60``, or ``100;w=60`` in earlier
 drafts); ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (-03 to -06);
-``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset``. Garbage is ignored.
+``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset``, and Discord's
+``X-RateLimit-Reset-After`` (seconds, fractional).
+
+Garbage is ignored, and so is everything it comes with: the draft says
+"Malformed RateLimit header fields MUST be ignored" (section 7), so an item
+one of whose fields is not a number ``>= 0`` or is given twice with two
+values (``r=-1;t=10``, ``r=0;r=5``) counts for nothing, its valid fields
+included; the same holds for a ``-Remaining`` / ``-Reset`` pair.
 """
 
 from __future__ import annotations
@@ -50,6 +57,10 @@ def _number(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+class _Malformed(Exception):
+    """A field of an item is not a number ``>= 0``, or is given twice with two values."""
+
+
 def _members(value: str) -> list[list[str]]:
     """Split a structured-field list: members by ``,``, parameters by ``;``, outside quotes."""
     members: list[list[str]] = []
@@ -73,13 +84,34 @@ def _members(value: str) -> list[list[str]]:
     return [m for m in members if any(m)]
 
 
-def _params(parts: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _params(parts: list[str]) -> dict[str, list[str]]:
+    """Every ``name=value`` parameter, each name with all the values it was given."""
+    out: dict[str, list[str]] = {}
     for part in parts:
         name, sep, value = part.partition("=")
         if sep:
-            out[name.strip().lower()] = value.strip()
+            out.setdefault(name.strip().lower(), []).append(value.strip())
     return out
+
+
+def _field(values: list[str] | None) -> float | None:
+    """The number given by ``values`` (every time a field was given), ``None`` when absent.
+
+    Raises:
+        _Malformed: a value is not a number ``>= 0``, or two values differ.
+    """
+    if not values:
+        return None
+    numbers = {_number(v) for v in values}
+    if None in numbers or len(numbers) != 1:
+        raise _Malformed
+    return numbers.pop()
+
+
+def _header_values(h: Mapping[str, str], name: str) -> list[str] | None:
+    """A header's values: a header given twice arrives joined by ``,``."""
+    raw = h.get(name)
+    return None if raw is None else raw.split(",")
 
 
 def _reset_seconds(value: float, wall_now: float | None) -> float | None:
@@ -98,7 +130,10 @@ def read_limit_headers(headers: Mapping[str, str], wall_now: float | None = None
     draft-ietf-httpapi-ratelimit-headers-08 on, ``limit=, remaining=, reset=``
     in -07); ``RateLimit-Policy`` (``"name";q=100;w=60``, or ``100;w=60`` in
     earlier drafts); ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (-03 to
-    -06); ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset``.
+    -06); ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` /
+    ``-Reset-After`` (Discord: seconds, fractional; it wins over an epoch
+    ``X-RateLimit-Reset``). An item with a malformed field is ignored whole
+    (see the module docstring).
 
     Args:
         headers: the response headers (any mapping; names compared case-insensitively).
@@ -114,33 +149,51 @@ def read_limit_headers(headers: Mapping[str, str], wall_now: float | None = None
     if raw is not None:
         retry_after = parse_retry_after(raw, wall_now) if wall_now is not None else _number(raw)
 
+    # Draft section 7: "Malformed RateLimit header fields MUST be ignored". An
+    # item with one bad field (r=-1;t=10) is ignored whole: keeping its t
+    # would hold every caller on the word of a broken header.
     if "ratelimit" in h:
-        legacy: dict[str, str] = {}
+        legacy: dict[str, list[str]] = {}
         for member in _members(h["ratelimit"]):
             head, sep, value = member[0].partition("=")
             if sep:  # draft -07: limit=10, remaining=0, reset=5
-                legacy[head.strip().lower()] = value
-            else:
-                p = _params(member[1:])
-                seen.append((_number(p.get("r")), _number(p.get("t"))))
+                legacy.setdefault(head.strip().lower(), []).append(value)
+                continue
+            p = _params(member[1:])
+            try:
+                seen.append((_field(p.get("r")), _field(p.get("t"))))
+            except _Malformed:
+                continue
         if legacy:
-            seen.append((_number(legacy.get("remaining")), _number(legacy.get("reset"))))
+            try:
+                _field(legacy.get("limit"))
+                seen.append((_field(legacy.get("remaining")), _field(legacy.get("reset"))))
+            except _Malformed:
+                pass
 
     for name in ("ratelimit-policy", "ratelimit-limit"):
         for member in _members(h.get(name, "")):
-            p = _params(member[1:])
-            if p.get("qu", "requests").strip('"') != "requests":
+            params = {k: v[-1] for k, v in _params(member[1:]).items()}
+            if params.get("qu", "requests").strip('"') != "requests":
                 continue
-            quota = _number(p.get("q")) if "q" in p else _number(member[0])
-            window = _number(p.get("w"))
+            quota = _number(params.get("q")) if "q" in params else _number(member[0])
+            window = _number(params.get("w"))
             if quota is not None and window:
                 rates.append(quota / window)
 
+    # The pairs (and Discord's X-RateLimit-Reset-After) are one item each: a
+    # malformed member (negative, not a number, two different values) voids it.
     for prefix in ("ratelimit-", "x-ratelimit-"):
-        remaining = _number(h.get(prefix + "remaining"))
-        reset = _number(h.get(prefix + "reset"))
+        try:
+            remaining = _field(_header_values(h, prefix + "remaining"))
+            reset = _field(_header_values(h, prefix + "reset"))
+            after = _field(_header_values(h, prefix + "reset-after"))
+        except _Malformed:
+            continue
         if reset is not None:
             reset = _reset_seconds(reset, wall_now)
+        if after is not None:  # a delay in seconds: surer than an epoch time
+            reset = after
         if remaining is not None or reset is not None:
             seen.append((remaining, reset))
 

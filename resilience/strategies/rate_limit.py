@@ -54,9 +54,11 @@ first; else the reset of an exhausted window in ``RateLimit`` (``r=0;t=S``,
 draft-ietf-httpapi-ratelimit-headers-08 and later; ``remaining=0, reset=S`` in
 -07), in ``RateLimit-Remaining`` / ``RateLimit-Reset`` (drafts -03 to -06), or
 in ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset`` (seconds, or an epoch
-time when ``wall_now`` is given). A success whose headers say no request is
-left (remaining ``0``) holds in the same way, before any 429. After a hold one
-request goes, then the (lowered) rate: no burst. Holds are capped at a day.
+time when ``wall_now`` is given) or Discord's ``X-RateLimit-Reset-After``
+(seconds). An item with a malformed field is ignored whole (draft section 7).
+A success whose headers say no request is left (remaining ``0``) holds in the
+same way, before any 429. After a hold one request goes, then the (lowered)
+rate: no burst. Holds are capped at a day.
 
 Why not ``limits`` or ``pyrate-limiter``. Both are mature, with Redis
 backends, but neither expresses what this limiter needs. ``limits`` answers
@@ -88,6 +90,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import overload
 
+from resilience.core import checks
 from resilience.core.classification import Category, Classification
 from resilience.errors import RateLimited
 from resilience.stores.base import Bucket, Store
@@ -108,13 +111,23 @@ MAX_HOLD = 86_400.0
 
 _WINDOWS = (("per_second", 1.0), ("per_minute", 60.0), ("per_day", 86_400.0))
 
+MIN_RATE = 1e-6
+"""The slowest window: one request per million seconds (11.6 days), so that a
+bucket's refill time, and with it its expiry in the store, stays finite and
+within what Redis takes in milliseconds."""
+MAX_COUNT = 1e9
+"""The most requests a window or a burst may name."""
+MIN_RECOVERY = 1e-3
+"""The shortest ``recovery``: the recovery curve divides by it, cubed."""
+
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """Client-side pacing: the configuration (``rate_limit=`` of a policy).
 
     At least one of ``per_second``, ``per_minute``, ``per_day`` is required; all
-    that are given are honoured together.
+    that are given are honoured together (a looser window beside a stricter
+    one is allowed: it simply never binds).
 
     Attributes:
         per_second: requests per second, ``None`` for no such window.
@@ -129,6 +142,15 @@ class RateLimit:
             keeps the plan's rate (holds from ``Retry-After`` still apply).
         recovery: seconds for the rate to climb back to where it was before a
             429 (``K`` in the module docstring).
+
+    Each window's count is a number up to ``1e9`` whose rate ``n / W`` is at
+    least one request per million seconds (``per_day >= 0.0864``); ``burst``
+    is ``1`` to ``1e9``; ``recovery`` is ``0.001`` to ``1e9`` seconds; ``key``
+    a non-empty str that UTF-8 can encode; ``adaptive`` a bool.
+
+    Raises:
+        TypeError: a value of the wrong type (a bool is not a number).
+        ValueError: a value out of range, or no window at all.
     """
 
     per_second: float | None = None
@@ -140,22 +162,33 @@ class RateLimit:
     recovery: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("per_second", "per_minute", "per_day", "burst", "recovery"):
+        put = object.__setattr__
+        for name, seconds in _WINDOWS:
             value = getattr(self, name)
-            if value is None and name != "recovery":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"rate_limit.{name} must be a number")
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"rate_limit.{name} must be > 0, got {value!r}")
-        if self.burst is not None and self.burst < 1:
-            raise ValueError(f"rate_limit.burst must be >= 1, got {self.burst!r}")
+            if value is not None:
+                put(
+                    self,
+                    name,
+                    checks.number(
+                        f"rate_limit.{name}", value, low=MIN_RATE * seconds, high=MAX_COUNT
+                    ),
+                )
+        if self.burst is not None:
+            put(
+                self,
+                "burst",
+                checks.number("rate_limit.burst", self.burst, low=1.0, high=MAX_COUNT),
+            )
+        put(
+            self,
+            "recovery",
+            checks.number("rate_limit.recovery", self.recovery, low=MIN_RECOVERY, unit=" seconds"),
+        )
+        if self.key is not None:
+            checks.text("rate_limit.key", self.key)
+        checks.boolean("rate_limit.adaptive", self.adaptive)
         if not self.windows:
             raise ValueError("rate_limit needs at least one of per_second, per_minute, per_day")
-        if self.key is not None and (not isinstance(self.key, str) or not self.key):
-            raise ValueError("rate_limit.key must be a non-empty string or None")
-        if not isinstance(self.adaptive, bool):
-            raise TypeError("rate_limit.adaptive must be a bool")
 
     @property
     def windows(self) -> tuple[tuple[float, float], ...]:
@@ -393,7 +426,10 @@ class RateLimiter(BaseStrategy):
 
 def _recovered(state: _Adaptive, now: float, k: float) -> float:
     """The factor on the cubic recovery curve at ``now``, never below the one in force."""
-    curve = state.w_max + (state.w_max - state.f0) * ((now - state.since) / k - 1.0) ** 3
+    try:
+        curve = state.w_max + (state.w_max - state.f0) * ((now - state.since) / k - 1.0) ** 3
+    except OverflowError:  # far past the curve's end: back at the plan
+        return 1.0
     return min(1.0, max(state.factor, curve))
 
 
