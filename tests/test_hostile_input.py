@@ -34,6 +34,7 @@ import httpx
 import pytest
 import requests
 import responses
+import urllib3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
@@ -475,6 +476,10 @@ def test_requests_adapter_returns_any_response_and_counts_its_attempts(
             response = session.get(URL, timeout=5)
         except requests.RequestException:
             return  # e.g. a body its Content-Encoding cannot decode: requests' own error
+        except urllib3.exceptions.InvalidHeader:
+            # The mock builds urllib3's response outside HTTPAdapter.send, where
+            # requests would have wrapped this error (unmatched Content-Lengths).
+            return
         sent = len(mock.calls)
     history = resilience.attempts(response)
     assert 1 <= sent <= 4

@@ -127,7 +127,9 @@ def _httpx_async_get(url: str, *, trust: bool, cert: bool) -> BaseException | in
         async with httpx.AsyncClient(transport=transport) as client:
             try:
                 return (await client.get(url)).status_code
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, ssl.SSLError) as exc:
+                # Under asyncio a TLS alert may surface unwrapped (httpcore leaves
+                # it so): not a network error of httpx's, so never retried either.
                 return exc
 
     return asyncio.run(main())

@@ -213,6 +213,14 @@ def _deadline_error(what: str) -> httpx.ReadTimeout:
     return httpx.ReadTimeout(f"the call's time ran out while {what}")
 
 
+def _complete(response: httpx.Response, size: int) -> bool:
+    """Whether ``size`` bytes are the whole body (nothing more to wait for)."""
+    if isinstance(response.stream, httpx.ByteStream):
+        return True  # in memory: no network to wait on
+    length = content_length(response.headers)
+    return length is not None and size >= length
+
+
 class _SyncIO:
     __slots__ = ("_transport",)
 
@@ -245,7 +253,7 @@ class _SyncIO:
             size += len(chunk)
             if size > MAX_BODY:
                 return _replacement(response, _ChainedStream(head, chunks, stream)), None
-            if until is not None and time.monotonic() >= until:
+            if until is not None and time.monotonic() >= until and not _complete(response, size):
                 raise _deadline_error("its error body was read")
         stream.close()
         return _whole(response, head)
@@ -282,8 +290,8 @@ class _AsyncIO:
     async def read(
         self, response: httpx.Response, until: float | None
     ) -> tuple[httpx.Response, bytes | None]:
-        if until is None:
-            return await self._read(response)
+        if until is None or isinstance(response.stream, httpx.ByteStream):
+            return await self._read(response)  # no deadline, or nothing to wait on
         with anyio.move_on_after(until - time.monotonic()):
             return await self._read(response)
         raise _deadline_error("its error body was read")

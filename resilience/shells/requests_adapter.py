@@ -217,15 +217,17 @@ def _read_head(raw: Any, until: float | None, response: requests.Response) -> by
     if until is None:
         return bytes(raw.read(MAX_BODY + 1, decode_content=True))
     head = b""
+    length = content_length(response.headers)
     while len(head) <= MAX_BODY:
-        if time.monotonic() >= until:
-            raise requests.exceptions.ReadTimeout(
-                "the call's deadline passed while its error body was read", response=response
-            )
         data = raw.read1(MAX_BODY + 1 - len(head), decode_content=True)
         if not data:
             break
         head += data
+        whole = length is not None and len(head) >= length
+        if not whole and time.monotonic() >= until:
+            raise requests.exceptions.ReadTimeout(
+                "the call's deadline passed while its error body was read", response=response
+            )
     return head
 
 
