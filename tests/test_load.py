@@ -1,6 +1,6 @@
 """Load and faults over real sockets, against the embedded vendor simulator.
 
-64 threads x 200 calls share one requests Session (``ResilientAdapter``,
+64 threads x 80 calls share one requests Session (``ResilientAdapter``,
 ``pool_maxsize=8``) and, separately, one ``httpx.Client`` (``ResilientTransport``);
 2,000 asyncio tasks share one ``httpx.AsyncClient`` (``AsyncResilientTransport``).
 Every call carries its own ``X-Sim-Key`` whose script is drawn from a fault mix
@@ -41,7 +41,7 @@ import resilience
 from resilience.testing import Reply, VendorSimulator
 
 THREADS = 64
-CALLS_PER_THREAD = 200
+CALLS_PER_THREAD = 80
 TASKS = 2_000
 # httpcore's pool re-scans every waiting request each time a connection frees
 # up, so 2,000 requests queued at once cost time quadratic in the queue even
@@ -269,7 +269,7 @@ def _requests_load(
     return problems, sleeps
 
 
-def test_64_threads_x_200_calls_share_one_requests_session(sim: VendorSimulator) -> None:
+def test_64_threads_x_80_calls_share_one_requests_session(sim: VendorSimulator) -> None:
     problems, sleeps = _requests_load(sim, THREADS, CALLS_PER_THREAD, pool_maxsize=8)
     assert problems == []
     assert len(sleeps.calls) == _expected_sleeps(THREADS * CALLS_PER_THREAD)
@@ -319,7 +319,7 @@ def _httpx_load(
     return problems, sleeps
 
 
-def test_64_threads_x_200_calls_share_one_httpx_client(sim: VendorSimulator) -> None:
+def test_64_threads_x_80_calls_share_one_httpx_client(sim: VendorSimulator) -> None:
     # Room for every thread's connection to stay alive: httpcore's sync pool closes
     # surplus idle connections, and may close one a thread was just given
     # (encode/httpcore#1110), which would show up here as a ReadError or a hang.

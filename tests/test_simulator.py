@@ -232,6 +232,10 @@ def test_plugin_provides_a_started_vendor_simulator_fixture(pytester: pytest.Pyt
         "resilience.testing._plugin",
         "-p",
         "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:benchmark",
         "-o",
         "asyncio_default_fixture_loop_scope=function",
     )

@@ -248,7 +248,7 @@ def test_success_trace_id_hook_that_raises_does_not_break_classify(library: str)
         ("safe_to_repeat", True),
         ("success_trace_id", "x-request-id"),
     ],
-    ids=lambda v: v if isinstance(v, str) else repr(v),
+    ids=lambda v: v if isinstance(v, str) else type(v).__name__,
 )
 def test_hook_of_the_wrong_type_is_a_type_error_naming_detector_and_hook(
     hook: str, value: Any
