@@ -27,6 +27,7 @@ class FakeCall:
         self.vendor = "generic"
         self.headers: Mapping[str, str] | None = {}
         self.retry_after: float | None = None
+        self.notes: dict[object, object] = {}
 
 
 class BudgetProbe:

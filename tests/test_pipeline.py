@@ -206,17 +206,24 @@ def test_breaker_state_of_idle_hosts_expires_to_nothing() -> None:
 
 
 def test_memory_per_idle_host_is_zero_after_expiry() -> None:
-    store = MemoryStore()
-    probe = CircuitProbe(CircuitBreaker(window=10.0, open_for=5.0), store)
+    """What idle hosts leave behind does not grow with their number (bounded caches only)."""
 
-    def many_hosts() -> None:
-        for i in range(5_000):
-            probe.record((f"host-{i}.example", None), True, 0.0)
+    def retained(hosts: int) -> int:
+        store = MemoryStore()
+        probe = CircuitProbe(CircuitBreaker(window=10.0, open_for=5.0), store)
+        probe.record(("warm.example", None), True, 0.0)  # first-use allocations
         store.purge(1_000.0)
 
-    probe.record(("warm.example", None), True, 0.0)  # first-use allocations
-    store.purge(1_000.0)
-    assert _retained(many_hosts) / 5_000 < 1.0  # bytes per host
+        def many_hosts() -> None:
+            for i in range(hosts):
+                probe.record((f"host-{i}.example", None), True, 0.0)
+                probe.allow((f"host-{i}.example", None), 0.0)
+            store.purge(1_000.0)
+
+        return _retained(many_hosts)
+
+    few, many = retained(2_000), retained(20_000)
+    assert (many - few) / 18_000 < 1.0  # bytes per further host
 
 
 def test_rate_limiter_forgets_keys_once_recovered() -> None:

@@ -150,7 +150,7 @@ class Core:
             buckets.
     """
 
-    __slots__ = ("classifier", "monotonic", "pipeline", "policy", "store", "wall")
+    __slots__ = ("classifier", "monotonic", "pipeline", "policy", "store", "timed", "wall")
 
     def __init__(
         self,
@@ -166,6 +166,8 @@ class Core:
         self.pipeline = Pipeline([config.build(self.store, wall) for config in policy.strategies])
         self.monotonic = monotonic
         self.wall = wall
+        #: Whether attempts have a time budget (``deadline`` or ``attempt_timeout``).
+        self.timed = policy.deadline is not None or policy.attempt_timeout is not None
 
 
 _UNREAD: Any = object()
@@ -187,6 +189,8 @@ class Call:
     __slots__ = (
         "_host",
         "_locator",
+        "_notes",
+        "_parts",
         "_region",
         "core",
         "headers",
@@ -215,6 +219,8 @@ class Call:
         self._host: Any = _UNREAD
         self._region: Any = _UNREAD
         self._locator: RegionLocator | None = core.policy.region_locator
+        self._parts: Any = None
+        self._notes: dict[object, object] | None = None
 
     # -- what strategies read -------------------------------------------------
 
@@ -241,10 +247,17 @@ class Call:
                 locator = self._locator or self.core.classifier.host_rules(self.host).region_locator
                 if locator is not None:
                     self._locator = locator
-                    region = locator.region_of(self.wire.parts(self.request))
+                    region = locator.region_of(self.parts)
             self._region = region
         found: str | None = self._region
         return found
+
+    @property
+    def notes(self) -> dict[object, object]:
+        """What strategies remember between their duties within this call."""
+        if self._notes is None:
+            self._notes = {}
+        return self._notes
 
     # -- what the flow does with it -------------------------------------------
 
@@ -277,12 +290,19 @@ class Call:
         left = policy.deadline - max(now - self.started, self.paced)
         return min(policy.retry_after_max, max(0.0, left))
 
+    @property
+    def parts(self) -> Any:
+        """The request as plain values (:class:`~resilience.regions.RequestParts`), made once."""
+        if self._parts is None:
+            self._parts = self.wire.parts(self.request)
+        return self._parts
+
     def carries_key(self, rules: VendorRules) -> bool:
         """Whether the request carries an idempotency key: a header, or the vendor's word."""
         wire, request = self.wire, self.request
         if wire.header(request, "idempotency-key") or wire.header(request, "x-idempotency-key"):
             return True
-        return rules.safe_to_repeat(wire.parts(request))
+        return rules.safe_to_repeat(self.parts)
 
     def locator_for(self, rules: VendorRules) -> RegionLocator | None:
         """The region locator: the policy's, else the host's vendor's, else ``rules``'."""
@@ -294,6 +314,7 @@ class Call:
     def move(self, request: Any, region: str | None) -> None:
         """The next attempt goes to ``region`` with ``request``."""
         self.request = request
+        self._parts = None
         self._host = _UNREAD
         self._region = region
 
@@ -374,6 +395,8 @@ def admit(core: Core, wire: Wire[Req, Resp], request: Req) -> Call:
     ):
         wire.set_header(request, "Idempotency-Key", str(uuid.uuid4()))
     call = Call(core, wire, request, core.monotonic())
+    if not core.pipeline.gates:
+        return call
     gate = core.pipeline.before_attempt(call, call.started, call.max_wait(call.started))
     if isinstance(gate, Refusal):
         _log.warning(
@@ -476,7 +499,7 @@ def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
             if event.next_region != event.region and event.next_region is not None:
                 locator = call.locator_for(rules)
                 assert locator is not None  # failover needs a region, which needs a locator
-                parts = locator.with_region(wire.parts(call.request), event.next_region)
+                parts = locator.with_region(call.parts, event.next_region)
                 call.move(wire.rebuild(call.request, parts), event.next_region)
             now = core.monotonic()
             gate = pipeline.before_attempt(call, now, call.max_wait(now))
@@ -559,7 +582,7 @@ def drive(
     if call.paced > 0:
         _refuse_awaitable(sleep(call.paced), "sleep")
     try:
-        outcome = io.send(request, call.budget(call.started))
+        outcome = io.send(request, call.budget(call.started) if core.timed else None)
     except Exception as exc:
         outcome = exc
     else:
@@ -617,7 +640,7 @@ async def drive_async(
     if call.paced > 0:
         await _maybe_await(sleep(call.paced))
     try:
-        outcome = await io.send(request, call.budget(call.started))
+        outcome = await io.send(request, call.budget(call.started) if core.timed else None)
     except Exception as exc:
         outcome = exc
     else:

@@ -201,7 +201,10 @@ def _cut_timeouts(request: httpx.Request, budget: float) -> None:
     extensions = request.extensions
     original = extensions.get(_ORIGINAL_TIMEOUT)
     if original is None:
-        original = extensions[_ORIGINAL_TIMEOUT] = dict(extensions.get("timeout") or {})
+        timeout = extensions.get("timeout") or {}
+        if len(timeout) == 4 and all(v is not None and v <= budget for v in timeout.values()):
+            return  # the client's own timeouts already fit (a 5 s timeout, 30 s left)
+        original = extensions[_ORIGINAL_TIMEOUT] = dict(timeout)
     extensions["timeout"] = {
         name: budget if original.get(name) is None else min(original[name], budget)
         for name in ("connect", "read", "write", "pool")

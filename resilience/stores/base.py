@@ -148,9 +148,13 @@ def full_at(tokens: float, at: float, bucket: Bucket) -> float:
 
 def check_cost(value: float, name: str = "cost") -> None:
     """``value`` is a finite number ``>= 0`` (a cost, a hold's seconds)."""
+    if type(value) is float and 0.0 <= value <= sys.float_info.max:
+        return  # the store's hot path: no more to check (NaN fails the comparison)
     checks.number(name, value, high=sys.float_info.max)
 
 
 def check_ttl(ttl: float) -> None:
     """``ttl`` is a finite number of seconds ``> 0``."""
+    if type(ttl) is float and 0.0 < ttl <= sys.float_info.max:
+        return  # the store's hot path (see check_cost)
     checks.number("ttl", ttl, low_open=True, high=sys.float_info.max)

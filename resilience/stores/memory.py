@@ -39,15 +39,21 @@ class MemoryStore:
         """See :meth:`Store.take`."""
         check_cost(cost)
         with self._lock:
-            states = [refill(self._bucket(b.key, now), b, now) for b in buckets]
-            wait = max(
-                (wait_for(t, at, b, cost, now) for (t, at), b in zip(states, buckets, strict=True)),
-                default=0.0,
-            )
+            table = self._buckets
+            states: list[tuple[float, float]] = []
+            wait = 0.0
+            for b in buckets:
+                entry = table.get(b.key)
+                if entry is None or entry[2] <= now:
+                    tokens, at = b.capacity, now  # absent or expired: full
+                else:
+                    tokens, at = refill((entry[0], entry[1]), b, now)
+                states.append((tokens, at))
+                wait = max(wait, wait_for(tokens, at, b, cost, now))
             if wait <= max_wait:
                 for (tokens, at), b in zip(states, buckets, strict=True):
                     tokens -= cost
-                    self._buckets[b.key] = (tokens, at, full_at(tokens, at, b))
+                    table[b.key] = (tokens, at, full_at(tokens, at, b))
                 self._wrote(now)
             return wait
 

@@ -78,6 +78,11 @@ class CallInfo(Protocol):
     def retry_after(self) -> float | None:
         """Seconds from the last answer's ``Retry-After``, when classified."""
 
+    @property
+    def notes(self) -> dict[object, object]:
+        """What strategies remember between their duties within this call (each
+        under a key of its own, e.g. itself), as Polly's resilience context."""
+
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
@@ -153,18 +158,15 @@ def _overrides(strategy: object, duty: str) -> bool:
 class Pipeline:
     """The strategies of one transport, in order, each called only for its duties."""
 
-    __slots__ = ("_gates", "_permits", "_recorders", "strategies")
+    __slots__ = ("_gates", "_permits", "_recorders", "gates", "strategies")
 
     def __init__(self, strategies: Sequence[Strategy]) -> None:
         self.strategies = tuple(strategies)
         self._gates = tuple(s for s in self.strategies if _overrides(s, "before_attempt"))
         self._recorders = tuple(s for s in self.strategies if _overrides(s, "record"))
         self._permits = tuple(s for s in self.strategies if _overrides(s, "allows_retry"))
-
-    @property
-    def gates(self) -> bool:
-        """Whether any strategy gates attempts."""
-        return bool(self._gates)
+        #: Whether any strategy gates attempts.
+        self.gates = bool(self._gates)
 
     def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
         """Ask every gate in order; the first refusal wins, else the longest wait."""

@@ -49,6 +49,9 @@ from resilience.strategies.base import BaseStrategy, CallInfo, Outcome, Refusal
 
 __all__ = ["BreakerStrategy", "CircuitBreaker"]
 
+_NAMES_MAX = 128
+"""Circuits whose key names are kept made (a small cache, cleared when full)."""
+
 
 #: The shortest ``window`` and ``open_for``: the window's bucket index is
 #: ``wall / (window / 2)``, and store expiries are whole milliseconds.
@@ -103,17 +106,30 @@ class CircuitBreaker:
 class BreakerStrategy(BaseStrategy):
     """The circuit breaker as a strategy: gates attempts, records outcomes."""
 
-    __slots__ = ("config", "store", "wall")
+    __slots__ = ("_names", "config", "store", "wall")
 
     def __init__(self, config: CircuitBreaker, store: Store, wall: Callable[[], float]) -> None:
         self.config = config
         self.store = store
         self.wall = wall
+        self._names: dict[tuple[str | None, str | None], tuple[str, str, str, str, str]] = {}
 
     @staticmethod
     def circuit(host: str | None, region: str | None) -> str:
         """The store name of the circuit of ``host`` and ``region``."""
         return f"breaker:{{{host or ''}|{region or ''}}}"
+
+    def _keys(self, call: CallInfo) -> tuple[str, str, str, str, str]:
+        """The circuit's name and its ``:open``, ``:trip``, ``:gen``, ``:probes`` keys."""
+        where = (call.host, call.region)
+        keys = self._names.get(where)
+        if keys is None:
+            name = self.circuit(*where)
+            keys = (name, name + ":open", name + ":trip", name + ":gen", name + ":probes")
+            if len(self._names) >= _NAMES_MAX:
+                self._names.clear()  # many hosts: start over rather than grow
+            self._names[where] = keys
+        return keys
 
     def state(self, name: str, now: float) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"`` for circuit ``name``."""
@@ -124,40 +140,44 @@ class BreakerStrategy(BaseStrategy):
 
     def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
         """Go while closed; refuse while open; one of ``probes`` slots while half-open."""
-        name = self.circuit(call.host, call.region)
-        state = self.state(name, now)
-        if state == "closed":
+        _, open_key, trip_key, gen_key, probes_key = self._keys(call)
+        opened, tripped, generation = self.store.get_many((open_key, trip_key, gen_key), now)
+        if not opened and not tripped:
+            # Closed: the outcome of this attempt counts in this generation's window.
+            call.notes[self] = generation
             return 0.0
-        if state == "half_open":
-            probes = self.store.incr(name + ":probes", 1.0, self.config.open_for, now, low=0.0)
+        if not opened:  # half-open: a probe, if a slot is free
+            probes = self.store.incr(probes_key, 1.0, self.config.open_for, now, low=0.0)
             if probes <= self.config.probes:
                 return 0.0
-            self.store.incr(name + ":probes", -1.0, self.config.open_for, now, low=0.0)
+            self.store.incr(probes_key, -1.0, self.config.open_for, now, low=0.0)
         return self._refusal(call)
 
     def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
         """Count the outcome; open on a failure over the ratio, close on a good probe."""
         config = self.config
         failed = outcome is Outcome.FAILURE
-        name = self.circuit(call.host, call.region)
+        name, open_key, trip_key, gen_key, probes_key = self._keys(call)
         store = self.store
-        opened, tripped, generation = store.get_many(
-            (name + ":open", name + ":trip", name + ":gen"), now
-        )
+        notes = call.notes
+        if self in notes:  # the circuit was closed when this attempt was let go
+            opened, tripped, generation = None, None, notes.pop(self)
+        else:
+            opened, tripped, generation = store.get_many((open_key, trip_key, gen_key), now)
         if opened:
             return
         if tripped:  # half-open: this was a probe
-            store.incr(name + ":probes", -1.0, config.open_for, now, low=0.0)
+            store.incr(probes_key, -1.0, config.open_for, now, low=0.0)
             if failed:
                 self._open(name, now)
             else:
-                store.set(name + ":trip", 0.0, config.window, now)
-                store.incr(name + ":gen", 1.0, config.window * 4, now)
+                store.set(trip_key, 0.0, config.window, now)
+                store.incr(gen_key, 1.0, config.window * 4, now)
             return
         width = config.window / 2.0
         wall = self.wall()
         index = math.floor(wall / width)
-        base = f"{name}:{int(generation or 0)}:"
+        base = f"{name}:{int(generation or 0)}:"  # type: ignore[call-overload]
         ttl = config.window * 1.5
         store.incr(f"{base}{index}:n", 1.0, ttl, now)
         if not failed:

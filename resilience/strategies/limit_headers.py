@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from resilience.core.retry_after import parse_retry_after
 
-__all__ = ["LimitHeaders", "read_limit_headers"]
+__all__ = ["LimitHeaders", "announces_limits", "read_limit_headers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,3 +211,12 @@ def read_limit_headers(headers: Mapping[str, str], wall_now: float | None = None
         reset=reset_out,
         rate=min(rates) if rates else None,
     )
+
+
+def announces_limits(headers: Mapping[str, str]) -> bool:
+    """Whether any header name holds ``ratelimit`` (one pass, no parsing): the
+    cheap question a success asks before :func:`read_limit_headers`."""
+    raw = getattr(headers, "raw", None)  # httpx.Headers: the (name, value) bytes as sent
+    if isinstance(raw, list):
+        return any(b"ratelimit" in name.lower() for name, _ in raw)
+    return any("ratelimit" in name.lower() for name in headers)

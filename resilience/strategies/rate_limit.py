@@ -96,7 +96,7 @@ from resilience.errors import RateLimited
 from resilience.stores.base import Bucket, Store
 from resilience.stores.memory import MemoryStore
 from resilience.strategies.base import BaseStrategy, CallInfo, Outcome, Refusal
-from resilience.strategies.limit_headers import LimitHeaders, read_limit_headers
+from resilience.strategies.limit_headers import LimitHeaders, announces_limits, read_limit_headers
 
 __all__ = ["LimitHeaders", "RateLimit", "RateLimiter", "read_limit_headers"]
 
@@ -110,6 +110,7 @@ MAX_HOLD = 86_400.0
 """The longest hold any header can impose."""
 
 _WINDOWS = (("per_second", 1.0), ("per_minute", 60.0), ("per_day", 86_400.0))
+_MADE_MAX = 128
 
 MIN_RATE = 1e-6
 """The slowest window: one request per million seconds (11.6 days), so that a
@@ -232,7 +233,7 @@ class RateLimiter(BaseStrategy):
     would be too long) and hears every answer.
     """
 
-    __slots__ = ("_adaptive", "_decreases", "_lock", "config", "store", "wall")
+    __slots__ = ("_adaptive", "_decreases", "_lock", "_made", "config", "store", "wall")
 
     _SWEEP_EVERY = 64
 
@@ -249,6 +250,8 @@ class RateLimiter(BaseStrategy):
         self._adaptive: dict[str, _Adaptive] = {}
         self._decreases = 0
         self._lock = threading.Lock()
+        # The buckets of each key, made once (a few hundred keys at most).
+        self._made: dict[str, list[Bucket]] = {}
 
     def __len__(self) -> int:
         """Keys whose rate is lowered now."""
@@ -279,11 +282,13 @@ class RateLimiter(BaseStrategy):
         if headers is None:
             return  # a network error says nothing about the rate
         key = self.key_for(call.host or "")
-        wall_now = self.wall() if self.wall is not None else None
         if outcome is Outcome.THROTTLED:
-            self.on_throttled(key, now, call.retry_after, headers, wall_now=wall_now)
-        else:
-            self.on_success(key, now, headers, wall_now=wall_now)
+            self.on_throttled(key, now, call.retry_after, headers, wall_now=self._wall_now())
+        elif key in self._adaptive or announces_limits(headers):
+            self.on_success(key, now, headers, wall_now=self._wall_now())
+
+    def _wall_now(self) -> float | None:
+        return self.wall() if self.wall is not None else None
 
     def key_for(self, host: str) -> str:
         """The limit key of a request to ``host``: the configured key, else the host."""
@@ -380,8 +385,8 @@ class RateLimiter(BaseStrategy):
                         del self._adaptive[key]  # back to the plan: forget the key
                     elif factor > state.factor:
                         self._adaptive[key] = replace(state, factor=factor)
-        if not headers:
-            return 0.0
+        if not headers or not announces_limits(headers):
+            return 0.0  # nothing says how many requests are left: nothing to hold
         info = read_limit_headers(headers, wall_now)
         if info.remaining != 0.0 or info.reset is None:
             return 0.0
@@ -416,12 +421,18 @@ class RateLimiter(BaseStrategy):
         return 1.0 / self.factor(key)
 
     def _buckets(self, key: str) -> list[Bucket]:
-        burst = 1.0 if self.config.burst is None else float(self.config.burst)
-        # "{key}" is a Redis Cluster hash tag: one limit's windows live on one node.
-        return [
-            Bucket(f"rate:{{{key}}}:{seconds:g}", n / seconds, burst)
-            for n, seconds in self.config.windows
-        ]
+        buckets = self._made.get(key)
+        if buckets is None:
+            burst = 1.0 if self.config.burst is None else float(self.config.burst)
+            # "{key}" is a Redis Cluster hash tag: one limit's windows live on one node.
+            buckets = [
+                Bucket(f"rate:{{{key}}}:{seconds:g}", n / seconds, burst)
+                for n, seconds in self.config.windows
+            ]
+            if len(self._made) >= _MADE_MAX:
+                self._made.clear()  # many hosts: start over rather than grow
+            self._made[key] = buckets
+        return buckets
 
 
 def _recovered(state: _Adaptive, now: float, k: float) -> float:
