@@ -35,6 +35,7 @@ from resilience.core.policy import Policy
 from resilience.core.records import UNSAFE_METHODS, Action, Attempt, ErrorKind, RetryEvent
 from resilience.core.redact import redact_url
 from resilience.core.response import ResponseView
+from resilience.core.testing_mode import MODE
 from resilience.detectors.rules import VendorRules
 from resilience.errors import ResilienceError
 from resilience.regions import RegionLocator
@@ -150,7 +151,16 @@ class Core:
             buckets.
     """
 
-    __slots__ = ("classifier", "monotonic", "pipeline", "policy", "store", "timed", "wall")
+    __slots__ = (
+        "classifier",
+        "generation",
+        "monotonic",
+        "pipeline",
+        "policy",
+        "store",
+        "timed",
+        "wall",
+    )
 
     def __init__(
         self,
@@ -161,13 +171,22 @@ class Core:
     ) -> None:
         self.policy = policy
         self.classifier = Classifier(policy.vendor, policy.vendor_hosts, policy.detectors)
-        # Without a store, this transport's own memory: the same algorithms.
-        self.store = policy.store if policy.store is not None else MemoryStore()
-        self.pipeline = Pipeline([config.build(self.store, wall) for config in policy.strategies])
         self.monotonic = monotonic
         self.wall = wall
+        self.refresh()
         #: Whether attempts have a time budget (``deadline`` or ``attempt_timeout``).
         self.timed = policy.deadline is not None or policy.attempt_timeout is not None
+
+    def refresh(self) -> None:
+        """(Re)build the store and the strategies: fresh state, unless the policy
+        names a store (shared on purpose, and left alone)."""
+        policy = self.policy
+        # Without a store, this transport's own memory: the same algorithms.
+        self.store = policy.store if policy.store is not None else MemoryStore()
+        self.pipeline = Pipeline(
+            [config.build(self.store, self.wall) for config in policy.strategies]
+        )
+        self.generation = MODE.generation
 
 
 _UNREAD: Any = object()
@@ -386,6 +405,8 @@ def admit(core: Core, wire: Wire[Req, Resp], request: Req) -> Call:
         CircuitOpen, RateLimited: a gate refused (the error is also the
             library's connection error).
     """
+    if core.generation != MODE.generation:
+        core.refresh()  # the testing mode was switched: start afresh
     policy = core.policy
     if (
         policy.idempotency_key
@@ -420,7 +441,7 @@ def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
     classifier = core.classifier
     method = wire.method(call.request)
     state = call.state = CallState(
-        policy,
+        MODE.policy(policy),
         method=method,
         url=redact_url(wire.url(call.request)),
         started=call.started,

@@ -28,6 +28,7 @@ from resilience.core.flow import (
 from resilience.core.healing import tls_failure
 from resilience.core.policy import Policy
 from resilience.core.response import MAX_BODY, ResponseView, bounded_decode, content_length
+from resilience.core.testing_mode import real_async_sleep, real_sleep
 from resilience.errors import ResilienceError, mixed_class
 from resilience.regions import RequestParts
 
@@ -350,7 +351,7 @@ class ResilientTransport(httpx.BaseTransport):
         refuse_coroutine_functions(self.policy)
         self._core = Core(self.policy)
         self._io = _SyncIO(self._transport)
-        self._sleep = self.policy.sleep or time.sleep
+        self._sleep = self.policy.sleep or real_sleep
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``, retrying per the policy; return the final response."""
@@ -403,7 +404,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
         self._core = Core(self.policy)
         self._io = _AsyncIO(self._transport)
-        self._sleep = self.policy.sleep or anyio.sleep
+        self._sleep = self.policy.sleep or real_async_sleep
 
     def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
         """Send ``request``, retrying per the policy; return the final response.

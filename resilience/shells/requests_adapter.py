@@ -31,6 +31,7 @@ from resilience.core.flow import Core, History, drive, refuse_coroutine_function
 from resilience.core.healing import tls_failure
 from resilience.core.policy import Policy
 from resilience.core.response import MAX_BODY, ResponseView, content_length
+from resilience.core.testing_mode import real_sleep
 from resilience.errors import ResilienceError, mixed_class
 from resilience.regions import RequestParts
 
@@ -312,7 +313,7 @@ class ResilientAdapter(HTTPAdapter):
 
     def _setup(self) -> None:
         self._core = Core(self.policy)
-        self._sleep = self.policy.sleep or time.sleep
+        self._sleep = self.policy.sleep or real_sleep
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)  # type: ignore[misc]

@@ -9,11 +9,44 @@ Gameye, 8bitedge and Playwave envelopes and answers with scripted faults
 :func:`running_redis` starts a throwaway ``redis-server`` on 127.0.0.1 for
 tests of :class:`~resilience.stores.RedisStore` (:class:`RedisServer` can kill
 it mid-test).
+
+:func:`set_testing` switches the testing mode on (no real waits, fresh
+budgets and limits, optionally fewer attempts), as stamina's does.
 """
 
-from resilience.testing._redis import RedisServer, free_port, running_redis
-from resilience.testing._replies import Reply
-from resilience.testing._simulator import RecordedRequest, VendorSimulator
+from __future__ import annotations
+
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+from resilience.testing._mode import is_testing, set_testing
+
+if _TYPE_CHECKING:
+    from resilience.testing._redis import RedisServer, free_port, running_redis
+    from resilience.testing._replies import Reply
+    from resilience.testing._simulator import RecordedRequest, VendorSimulator
+
+# The simulator is imported on first use: the pytest plugin loads this package
+# in every test run of an environment that has it.
+_HOMES = {
+    "RecordedRequest": "resilience.testing._simulator",
+    "VendorSimulator": "resilience.testing._simulator",
+    "Reply": "resilience.testing._replies",
+    "RedisServer": "resilience.testing._redis",
+    "free_port": "resilience.testing._redis",
+    "running_redis": "resilience.testing._redis",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'resilience.testing' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "RecordedRequest",
@@ -21,5 +54,7 @@ __all__ = [
     "Reply",
     "VendorSimulator",
     "free_port",
+    "is_testing",
     "running_redis",
+    "set_testing",
 ]

@@ -1,12 +1,20 @@
-"""Pytest plugin of :mod:`resilience.testing`: the ``vendor_simulator`` fixture."""
+"""Pytest plugin of :mod:`resilience.testing`: the ``vendor_simulator`` fixture.
+
+Loaded in every pytest run of an environment that has the package, so it
+imports nothing heavy: the simulator is imported when the fixture is used.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from resilience.testing._simulator import VendorSimulator
+from resilience.core.testing_mode import MODE
+
+if TYPE_CHECKING:
+    from resilience.testing._simulator import VendorSimulator
 
 
 @pytest.fixture
@@ -16,5 +24,14 @@ def vendor_simulator() -> Iterator[VendorSimulator]:
     Yields:
         The simulator.
     """
+    from resilience.testing._simulator import VendorSimulator
+
     with VendorSimulator() as simulator:
         yield simulator
+
+
+@pytest.fixture(autouse=True)
+def _resilience_fresh_state() -> None:
+    """Under the testing mode, every test starts with fresh budgets and limits."""
+    if MODE.active:
+        MODE.bump()
