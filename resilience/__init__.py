@@ -13,7 +13,7 @@ from resilience._version import __version__
 from resilience.core.classification import Category, Classification
 from resilience.core.classifier import classify
 from resilience.core.engine import Attempt, RetryEvent
-from resilience.core.policy import Policy
+from resilience.core.policy import Policy, PolicyOptions
 from resilience.detectors import Detector, register_detector, registered_detectors
 from resilience.errors import (
     BusinessRejected,
@@ -64,6 +64,7 @@ __all__ = [
     "NotFound",
     "NotImplementedByServer",
     "Policy",
+    "PolicyOptions",
     "QuotaExhausted",
     "RateLimit",
     "RateLimited",
