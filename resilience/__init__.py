@@ -17,7 +17,7 @@ if _TYPE_CHECKING:
     from resilience import regions, stores
     from resilience.core.classification import Category, Classification
     from resilience.core.classifier import classify
-    from resilience.core.policy import Policy
+    from resilience.core.policy import Policy, PolicyOptions
     from resilience.core.records import Attempt, RetryEvent
     from resilience.detectors import Detector, register_detector, registered_detectors
     from resilience.errors import (
@@ -74,6 +74,7 @@ _HOMES: dict[str, str] = {
     "attempts": "resilience.shells.history",
     "classify": "resilience.core.classifier",
     "Policy": "resilience.core.policy",
+    "PolicyOptions": "resilience.core.policy",
     "CircuitBreaker": "resilience.strategies.breaker",
     "RetryBudget": "resilience.strategies.budget",
     "RateLimit": "resilience.strategies.rate_limit",
@@ -116,6 +117,7 @@ __all__ = [
     "NotFound",
     "NotImplementedByServer",
     "Policy",
+    "PolicyOptions",
     "QuotaExhausted",
     "RateLimit",
     "RateLimited",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Literal
+
+from typing_extensions import TypedDict, TypeVar, Unpack
 
 from resilience.core import checks
 from resilience.core.backoff import JITTERS, schedule
+from resilience.core.records import RetryEvent
 from resilience.detectors import Detector, rules_of
 from resilience.regions import HostMap, RegionLocator, check_locator, check_region
 from resilience.stores import Store
@@ -16,7 +19,7 @@ from resilience.strategies.breaker import CircuitBreaker
 from resilience.strategies.budget import RetryBudget
 from resilience.strategies.rate_limit import RateLimit
 
-__all__ = ["DEFAULT_BUDGET", "STRATEGIES", "Policy"]
+__all__ = ["DEFAULT_BUDGET", "STRATEGIES", "Jitter", "Policy", "PolicyOptions"]
 
 #: The policy keywords that name a strategy, in the order the pipeline runs
 #: them: the breaker fails fast before the rate limit reserves a slot; the
@@ -29,6 +32,59 @@ DEFAULT_BUDGET = RetryBudget()
 #: The longest delay a policy may name (about 31 years): ``time.sleep`` and
 #: ``threading`` refuse waits past ``threading.TIMEOUT_MAX`` with OverflowError.
 MAX_SECONDS = checks.MAX_SECONDS
+
+#: The names ``jitter`` accepts (see :mod:`resilience.core.backoff`).
+Jitter = Literal["full", "equal", "decorrelated", "none"]
+
+#: What ``on_retry`` and ``sleep`` may return: ``None`` for the sync shells,
+#: which cannot await; anything for the async one, which awaits what is
+#: awaitable.
+_Returns = TypeVar("_Returns", default=object)
+
+
+class PolicyOptions(TypedDict, Generic[_Returns], total=False):
+    """The keyword arguments of :class:`Policy`, as a type (PEP 692).
+
+    Every constructor that takes policy keywords types them with this one
+    ``TypedDict``: ``**options: Unpack[PolicyOptions[...]]``. A misspelled
+    keyword or a value of the wrong type is then an error for mypy and
+    pyright, not only when the policy is built. The meaning and default of
+    each key is in :class:`Policy`.
+
+    The type parameter is what ``on_retry`` and ``sleep`` return.
+    :class:`~resilience.ResilientTransport` and
+    :class:`~resilience.ResilientAdapter` take ``PolicyOptions[None]``: they
+    cannot await, so a coroutine function is a type error there (and a
+    ``TypeError`` at run time). :class:`~resilience.AsyncResilientTransport`
+    and :class:`Policy` take ``PolicyOptions[object]`` (the default): plain
+    functions and coroutine functions alike.
+    """
+
+    max_attempts: int
+    backoff_initial: float
+    backoff_multiplier: float
+    backoff_max: float
+    jitter: Jitter
+    respect_retry_after: bool
+    retry_after_max: float
+    deadline: float | None
+    attempt_timeout: float | None
+    retry_non_idempotent: bool
+    idempotency_key: bool
+    regions: Sequence[str] | None
+    region_locator: RegionLocator | None
+    capacity_retries: int
+    conflict_delay: float
+    vendor: str | None
+    vendor_hosts: Mapping[str, str] | None
+    detectors: Iterable[Detector] | None
+    on_retry: Callable[[RetryEvent], _Returns] | None
+    sleep: Callable[[float], _Returns] | None
+    retry_budget: RetryBudget | None
+    circuit_breaker: CircuitBreaker | bool | None
+    rate_limit: RateLimit | None
+    store: Store | None
+
 
 _SECONDS = (
     "backoff_initial",
@@ -135,7 +191,7 @@ class Policy:
     backoff_initial: float = 0.5
     backoff_multiplier: float = 2.0
     backoff_max: float = 30.0
-    jitter: str = "full"
+    jitter: Jitter = "full"
     respect_retry_after: bool = True
     retry_after_max: float = 60.0
     deadline: float | None = None
@@ -149,13 +205,19 @@ class Policy:
     vendor: str | None = None
     vendor_hosts: Mapping[str, str] | None = None
     detectors: tuple[Detector, ...] | None = None
-    on_retry: Callable[[Any], Any] | None = None
-    sleep: Callable[[float], Any] | None = None
+    on_retry: Callable[[RetryEvent], object] | None = None
+    sleep: Callable[[float], object] | None = None
     retry_budget: RetryBudget | None = DEFAULT_BUDGET
     circuit_breaker: CircuitBreaker | None = None
     rate_limit: RateLimit | None = None
     store: Store | None = None
     steps: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    if TYPE_CHECKING:
+        # What type checkers see; the dataclass writes the real one. The
+        # keywords accept more than the attributes hold (a list of regions
+        # becomes a tuple, ``circuit_breaker=True`` the default breaker).
+        def __init__(self, **options: Unpack[PolicyOptions]) -> None: ...
 
     def __post_init__(self) -> None:
         put = object.__setattr__  # frozen: values are normalised once, here

@@ -8,12 +8,13 @@ through the one retry flow of :mod:`resilience.core.flow`.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any
 
 import anyio
 import httpx
+from typing_extensions import Unpack
 
 from resilience.core.classification import Classification
 from resilience.core.engine import ErrorKind
@@ -26,7 +27,7 @@ from resilience.core.flow import (
     refuse_coroutine_functions,
 )
 from resilience.core.healing import tls_failure
-from resilience.core.policy import Policy
+from resilience.core.policy import Policy, PolicyOptions
 from resilience.core.response import MAX_BODY, ResponseView, bounded_decode, content_length
 from resilience.core.testing_mode import real_async_sleep, real_sleep
 from resilience.errors import ResilienceError, mixed_class
@@ -329,10 +330,13 @@ class ResilientTransport(httpx.BaseTransport):
         transport: the transport to wrap (``httpx.HTTPTransport()`` by default;
             any ``httpx.BaseTransport``, ``httpx.MockTransport`` included).
         policy: a :class:`~resilience.Policy`; keyword arguments override it.
-        **options: the keywords of :class:`~resilience.Policy`.
+        **options: the keywords of :class:`~resilience.Policy`, typed by
+            :class:`~resilience.PolicyOptions`.
 
-    ``sleep`` defaults to :func:`time.sleep`. Closing this transport closes the
-    wrapped one.
+    ``sleep`` defaults to :func:`time.sleep`. ``on_retry`` and ``sleep`` must
+    be plain functions (returning ``None``): a coroutine function is a type
+    error, and a ``TypeError`` when the transport is built. Closing this
+    transport closes the wrapped one.
     """
 
     def __init__(
@@ -340,7 +344,7 @@ class ResilientTransport(httpx.BaseTransport):
         transport: httpx.BaseTransport | None = None,
         *,
         policy: Policy | None = None,
-        **options: Any,
+        **options: Unpack[PolicyOptions[None]],
     ) -> None:
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             raise TypeError(
@@ -382,11 +386,13 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         transport: the async transport to wrap (``httpx.AsyncHTTPTransport()``
             by default; ``httpx.MockTransport`` works too).
         policy: a :class:`~resilience.Policy`; keyword arguments override it.
-        **options: the keywords of :class:`~resilience.Policy`.
+        **options: the keywords of :class:`~resilience.Policy`, typed by
+            :class:`~resilience.PolicyOptions`.
 
-    ``sleep`` must be an async callable; it defaults to :func:`anyio.sleep`,
-    which runs under asyncio and trio alike.
-    ``on_retry`` may be a plain or a coroutine function.
+    ``sleep`` should be an async callable (a plain one would block the event
+    loop while it waits); it defaults to :func:`anyio.sleep`, which runs under
+    asyncio and trio alike. ``on_retry`` may be a plain or a coroutine
+    function.
     """
 
     def __init__(
@@ -394,7 +400,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport | None = None,
         *,
         policy: Policy | None = None,
-        **options: Any,
+        **options: Unpack[PolicyOptions],
     ) -> None:
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise TypeError(
@@ -404,7 +410,9 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
         self._core = Core(self.policy)
         self._io = _AsyncIO(self._transport)
-        self._sleep = self.policy.sleep or real_async_sleep
+        # The flow awaits what the sleep returns when it is awaitable.
+        sleep: Any = self.policy.sleep or real_async_sleep
+        self._sleep: Callable[[float], Awaitable[Any]] = sleep
 
     def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
         """Send ``request``, retrying per the policy; return the final response.

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from typing_extensions import Unpack
 from urllib3.exceptions import (
     ConnectTimeoutError,
     MaxRetryError,
@@ -29,7 +30,7 @@ from resilience.core.classification import Classification
 from resilience.core.engine import ErrorKind
 from resilience.core.flow import Core, History, drive, refuse_coroutine_functions
 from resilience.core.healing import tls_failure
-from resilience.core.policy import Policy
+from resilience.core.policy import Policy, PolicyOptions
 from resilience.core.response import MAX_BODY, ResponseView, content_length
 from resilience.core.testing_mode import real_sleep
 from resilience.errors import ResilienceError, mixed_class
@@ -284,7 +285,10 @@ class ResilientAdapter(HTTPAdapter):
         pool_connections: as for ``HTTPAdapter``.
         pool_maxsize: as for ``HTTPAdapter``.
         pool_block: as for ``HTTPAdapter``.
-        **options: the keywords of :class:`~resilience.Policy`.
+        **options: the keywords of :class:`~resilience.Policy`, typed by
+            :class:`~resilience.PolicyOptions`; ``on_retry`` and ``sleep`` must
+            be plain functions (returning ``None``), as for
+            :class:`~resilience.ResilientTransport`.
 
     urllib3's own retries are off (``Retry(0, read=False, redirect=False)``):
     every retry is this adapter's, so nothing is retried twice.
@@ -299,7 +303,7 @@ class ResilientAdapter(HTTPAdapter):
         pool_connections: int = requests.adapters.DEFAULT_POOLSIZE,
         pool_maxsize: int = requests.adapters.DEFAULT_POOLSIZE,
         pool_block: bool = requests.adapters.DEFAULT_POOLBLOCK,
-        **options: Any,
+        **options: Unpack[PolicyOptions[None]],
     ) -> None:
         self.policy = Policy.from_kwargs(policy, options)
         refuse_coroutine_functions(self.policy)
