@@ -79,7 +79,9 @@ _HOMES: dict[str, str] = {
     "RetryBudget": "resilience.strategies.budget",
     "RateLimit": "resilience.strategies.rate_limit",
 }
-_MODULES = frozenset({"regions", "stores", "detectors", "errors", "hooks", "testing"})
+_MODULES = frozenset(
+    {"regions", "stores", "detectors", "errors", "hooks", "instrumentation", "testing"}
+)
 
 
 def __getattr__(name: str) -> _Any:

@@ -38,6 +38,9 @@ from resilience.core.response import ResponseView
 from resilience.core.testing_mode import MODE
 from resilience.detectors.rules import VendorRules
 from resilience.errors import ResilienceError
+from resilience.instrumentation._events import AttemptEvent, CallEvent
+from resilience.instrumentation._hooks import Instruments
+from resilience.instrumentation._hooks import current as current_instruments
 from resilience.regions import RegionLocator
 from resilience.stores.memory import MemoryStore
 from resilience.strategies.base import Outcome, Pipeline, Refusal
@@ -154,6 +157,7 @@ class Core:
     __slots__ = (
         "classifier",
         "generation",
+        "instruments",
         "monotonic",
         "pipeline",
         "policy",
@@ -171,6 +175,10 @@ class Core:
     ) -> None:
         self.policy = policy
         self.classifier = Classifier(policy.vendor, policy.vendor_hosts, policy.detectors)
+        #: The transport's own hooks; ``None``: the process-wide ones, looked up per call.
+        self.instruments = (
+            Instruments(policy.instrumentation) if policy.instrumentation is not None else None
+        )
         self.monotonic = monotonic
         self.wall = wall
         self.refresh()
@@ -337,6 +345,71 @@ class Call:
         self._host = _UNREAD
         self._region = region
 
+    def instruments(self) -> Instruments:
+        """The hooks observing this call: the transport's, else the process's."""
+        return self.core.instruments or current_instruments()
+
+    def report(
+        self,
+        c: Classification | None,
+        error: str | None,
+        reason: str,
+        *,
+        why: str | None = None,
+        event: RetryEvent | None = None,
+    ) -> None:
+        """Tell the hooks how the last recorded attempt ended and what follows."""
+        instruments = self.instruments()
+        if not instruments.hooks:
+            return
+        state = self.state
+        number, region = (
+            (state.attempts[-1].number, state.attempts[-1].region)
+            if state
+            else (
+                1,
+                self.region,
+            )
+        )
+        instruments.attempt(
+            AttemptEvent(
+                attempt=number,
+                method=self.wire.method(self.request),
+                url=state.url if state else redact_url(self.wire.url(self.request)),
+                vendor=c.vendor if c is not None else self.vendor,
+                category=c.category if c is not None else None,
+                status=c.status if c is not None else None,
+                error=error,
+                delay=event.delay if event is not None else 0.0,
+                region=region,
+                next_region=event.next_region if event is not None else region,
+                reason=reason,
+                why=why,
+                trace_id=c.trace_id if c is not None else None,
+                code=c.code if c is not None else None,
+            )
+        )
+
+    def ended(self, outcome: str, status: int | None, error: str | None, vendor: str) -> None:
+        """Tell the hooks the call ended."""
+        instruments = self.instruments()
+        if not instruments.hooks:
+            return
+        state = self.state
+        attempts = tuple(state.attempts) if state is not None else self.resolve()
+        instruments.call(
+            CallEvent(
+                method=self.wire.method(self.request),
+                url=state.url if state else redact_url(self.wire.url(self.request)),
+                vendor=vendor,
+                outcome=outcome,
+                status=status,
+                error=error,
+                attempts=attempts,
+                duration=self.core.monotonic() - self.started,
+            )
+        )
+
     def succeeded(self, response: Any) -> bool:
         """Whether ``response`` ends the call as a success; if so, record it.
 
@@ -354,9 +427,16 @@ class Call:
         state = self.state
         if state is None:
             wire.attach(response, self)
+            if (core.instruments or current_instruments()).successes:
+                c = core.classifier.success(status, self.host, self.headers)
+                self.report(c, None, "return")
+                self.ended("success", status, None, c.vendor)
         else:
-            state.on_response(core.classifier.success(status, self.host, self.headers), 0.0)
+            c = core.classifier.success(status, self.host, self.headers)
+            state.on_response(c, 0.0)
             wire.attach(response, tuple(state.attempts))
+            self.report(c, None, "return")
+            self.ended("success", status, None, c.vendor)
         return True
 
     def resolve(self) -> tuple[Attempt, ...]:
@@ -376,24 +456,6 @@ def outcome_of(c: Classification) -> Outcome:
     if c.category is Category.RATE_LIMITED:
         return Outcome.THROTTLED
     return Outcome.DEFERRED if c.retryable else Outcome.SUCCESS
-
-
-def _log_retry(event: RetryEvent) -> None:
-    if not _log.isEnabledFor(logging.WARNING):
-        return
-    c = event.classification
-    what = f"{c.status} {c.code or c.category.value}" if c is not None else event.error
-    _log.warning(
-        "%s %s: %s; %s in %.3fs%s (vendor %s, trace id %s)",
-        event.method,
-        event.url,
-        what,
-        "failing over" if event.reason == "failover" else "retrying",
-        event.delay,
-        f" to {event.next_region}" if event.reason == "failover" else "",
-        c.vendor if c is not None else "-",
-        (c.trace_id if c is not None else None) or "-",
-    )
 
 
 def admit(core: Core, wire: Wire[Req, Resp], request: Req) -> Call:
@@ -466,13 +528,9 @@ def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
             decision = state.on_error(kind, type(outcome).__name__, core.monotonic(), rules)
             if decision.action is not Action.RETRY:
                 # The error's class only: its text may quote the URL's credentials.
-                _log.debug(
-                    "%s %s: %s, giving up: %s",
-                    method,
-                    state.url,
-                    type(outcome).__name__,
-                    decision.reason,
-                )
+                error = type(outcome).__name__
+                call.report(None, error, "give_up", why=decision.reason)
+                call.ended("error", None, error, call.vendor)
                 yield Done(None, outcome)
                 return
         else:
@@ -497,23 +555,33 @@ def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
             pipeline.record(call, outcome_of(c), core.monotonic())
             decision = state.on_response(c, core.monotonic(), rules)
             if decision.action is not Action.RETRY:
-                if decision.action is Action.GIVE_UP:
-                    _log.debug(
-                        "%s %s: %s, giving up: %s", method, state.url, view.status, decision.reason
-                    )
+                final = decision.classification or c
+                giving_up = decision.action is Action.GIVE_UP
+                call.report(
+                    final,
+                    None,
+                    "give_up" if giving_up else "return",
+                    why=decision.reason if giving_up else None,
+                )
                 if broken is not None:
+                    call.ended("error", view.status, type(broken).__name__, final.vendor)
                     yield Discard(response)
                     yield Done(None, broken)
                     return
+                done = final.category in (Category.OK, Category.ALREADY_DONE)
+                call.ended("success" if done else "failure", view.status, None, final.vendor)
                 wire.attach(response, tuple(state.attempts))
                 yield Done(response, None)
                 return
         # A retry, unless a strategy refuses it.
         refused = pipeline.refuses_retry(call, core.monotonic())
-        if refused is None:
-            event = decision.event
-            assert event is not None  # a RETRY decision always carries its event
-            _log_retry(event)
+        event = decision.event
+        assert event is not None  # a RETRY decision always carries its event
+        failed = type(outcome).__name__ if isinstance(outcome, BaseException) else None
+        if refused is not None:
+            call.report(event.classification, failed, "give_up", why=refused)
+        else:
+            call.report(event.classification, failed, event.reason, event=event)
             if not isinstance(outcome, BaseException):
                 yield Discard(response)
             yield Sleep(decision.delay, event)
@@ -537,11 +605,16 @@ def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
             # Stop with what we have: the last answer (or error).
             _log.warning("%s %s: %s", method, state.url, refused)
             state.abandon(refused)
+            last = event.classification
+            vendor = last.vendor if last is not None else call.vendor
             if isinstance(outcome, BaseException):
+                call.ended("error", None, failed, vendor)
                 yield Done(None, outcome)
             elif broken is not None:
+                call.ended("error", None, type(broken).__name__, vendor)
                 yield Done(None, broken)
             else:
+                call.ended("failure", last.status if last else None, None, vendor)
                 wire.attach(response, tuple(state.attempts))
                 yield Done(response, None)
             return

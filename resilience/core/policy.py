@@ -12,6 +12,7 @@ from resilience.core import checks
 from resilience.core.backoff import JITTERS, schedule
 from resilience.core.records import RetryEvent
 from resilience.detectors import Detector, rules_of
+from resilience.instrumentation._hooks import Hook, check_hooks
 from resilience.regions import HostMap, RegionLocator, check_locator, check_region
 from resilience.stores import Store
 from resilience.strategies.base import StrategyConfig
@@ -84,6 +85,7 @@ class PolicyOptions(TypedDict, Generic[_Returns], total=False):
     circuit_breaker: CircuitBreaker | bool | None
     rate_limit: RateLimit | None
     store: Store | None
+    instrumentation: Sequence[Hook] | None
 
 
 _SECONDS = (
@@ -185,6 +187,10 @@ class Policy:
             :class:`resilience.stores.RedisStore` for a fleet) shares them with
             every transport using it; each attempt then costs a few store
             operations (network round trips with Redis).
+        instrumentation: the hooks observing this transport's attempts and
+            calls (:mod:`resilience.instrumentation`); ``None`` (default): the
+            process-wide ones (:func:`~resilience.instrumentation.set_hooks`,
+            ``LoggingHook()`` unless set); ``[]``: none.
     """
 
     max_attempts: int = 4
@@ -211,6 +217,7 @@ class Policy:
     circuit_breaker: CircuitBreaker | None = None
     rate_limit: RateLimit | None = None
     store: Store | None = None
+    instrumentation: tuple[Hook, ...] | None = None
     steps: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     if TYPE_CHECKING:
@@ -275,6 +282,8 @@ class Policy:
             checks.instance(
                 "retry_budget", self.retry_budget, RetryBudget, "a resilience.RetryBudget or None"
             )
+        if self.instrumentation is not None:
+            put(self, "instrumentation", check_hooks(self.instrumentation, "instrumentation"))
         if self.store is not None:
             what = "a resilience.stores.Store (MemoryStore(), RedisStore(url))"
             checks.instance("store", self.store, Store, what)
