@@ -218,6 +218,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         ),
         epilog=_EPILOG,
         formatter_class=_HelpFormatter,
+        # A flag not given sets nothing, so that the scenario file's value stands
+        # (and ``--retry-after none`` can still set None).
+        argument_default=argparse.SUPPRESS,
     )
     where = parser.add_argument_group("where to listen")
     where.add_argument(
@@ -297,7 +300,6 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     output.add_argument(
         "--quiet",
         action="store_true",
-        default=None,
         help="print no line per request (the URL and the summary still)",
     )
     return parser
@@ -356,12 +358,13 @@ def settings(args: argparse.Namespace) -> Settings:
     from resilience.testing._faults import check_total
 
     values: dict[str, Any] = {}
-    if args.scenario is not None:
-        values.update(_read_scenario(args.scenario))
+    scenario = getattr(args, "scenario", None)
+    if scenario is not None:
+        values.update(_read_scenario(scenario))
     for attr in _FLAGS:
-        given = getattr(args, attr, None)
-        if given is None:
+        if not hasattr(args, attr):
             continue
+        given = getattr(args, attr)
         if attr == "capacity":
             file_capacity = values.get("capacity")
             merged = dict(file_capacity) if isinstance(file_capacity, dict) else {}
