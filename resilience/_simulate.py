@@ -93,11 +93,13 @@ def _int(value: object, what: str, low: int, high: int) -> int:
 
 
 def _region_share(region: object, share: object, what: str) -> tuple[str, float]:
-    if not isinstance(region, str) or not region.strip():
-        raise _UsageError(f"{what} has an empty region name")
-    if region != region.strip():
-        raise _UsageError(f"{what} has a region name with spaces around it: {region!r}")
-    return region, _share(share, f"{what} {region}")
+    from resilience.testing._faults import check_region
+
+    try:
+        name = check_region(region, what)
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(str(exc)) from None
+    return name, _share(share, f"{what} {name}")
 
 
 def _check(attr: str, value: object, what: str) -> object:
