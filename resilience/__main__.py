@@ -28,12 +28,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     demo.add_argument("--json", action="store_true", help="print the results as JSON")
+    from resilience._simulate import add_parser
+
+    simulate = add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from resilience._demo import run_demo
 
         status: int = run_demo(as_json=args.json)
         return status
+    if args.command == "simulate":
+        from resilience._simulate import run_simulate
+
+        return run_simulate(simulate, args)
     from resilience.detectors import registered_detectors
 
     print(f"resilience {__version__}")

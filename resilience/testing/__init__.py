@@ -3,7 +3,9 @@
 :class:`VendorSimulator` is a real HTTP/1.1 server on 127.0.0.1 that speaks the
 Gameye, 8bitedge and Playwave envelopes and answers with scripted faults
 (:class:`Reply`), behind an optional per-key rate limit
-(:meth:`VendorSimulator.enforce_rate_limit`). The pytest fixture
+(:meth:`VendorSimulator.enforce_rate_limit`) and with a random share of
+faults (:class:`FaultMix`, :meth:`VendorSimulator.serve_faults`; ``python -m
+resilience simulate`` serves one from the command line). The pytest fixture
 ``vendor_simulator`` gives a started one.
 
 :func:`running_redis` starts a throwaway ``redis-server`` on 127.0.0.1 for
@@ -23,15 +25,18 @@ from typing import Any as _Any
 from resilience.testing._mode import is_testing, set_testing
 
 if _TYPE_CHECKING:
+    from resilience.testing._faults import FaultMix
     from resilience.testing._redis import RedisServer, free_port, running_redis
     from resilience.testing._replies import Reply
-    from resilience.testing._simulator import RecordedRequest, VendorSimulator
+    from resilience.testing._simulator import RecordedRequest, Served, VendorSimulator
 
 # The simulator is imported on first use: the pytest plugin loads this package
 # in every test run of an environment that has it.
 _HOMES = {
     "RecordedRequest": "resilience.testing._simulator",
     "VendorSimulator": "resilience.testing._simulator",
+    "Served": "resilience.testing._simulator",
+    "FaultMix": "resilience.testing._faults",
     "Reply": "resilience.testing._replies",
     "RedisServer": "resilience.testing._redis",
     "free_port": "resilience.testing._redis",
@@ -49,9 +54,11 @@ def __getattr__(name: str) -> _Any:
 
 
 __all__ = [
+    "FaultMix",
     "RecordedRequest",
     "RedisServer",
     "Reply",
+    "Served",
     "VendorSimulator",
     "free_port",
     "is_testing",

@@ -1,4 +1,4 @@
-"""The HTTP/1.1 server under the simulator: threaded, keep-alive, loopback only."""
+"""The HTTP/1.1 server under the simulator: threaded, keep-alive, loopback by default."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 from resilience.testing._wire import MAX_BODY, Response, dumps, phrase, status_line
 
 HOST = "127.0.0.1"
-"""The only address the simulator listens on."""
+"""The address the simulator listens on unless told otherwise."""
 
 Dispatch = Callable[[str, str, str, dict[str, str], bytes], Response]
 """Turns ``(method, path, query, headers, body)`` into a response."""
@@ -212,18 +212,20 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, dispatch: Dispatch) -> None:
+    def __init__(self, dispatch: Dispatch, host: str, port: int) -> None:
         self.dispatch = dispatch
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self._workers: list[threading.Thread] = []
         self._reap_at = _REAP_MIN
-        super().__init__((HOST, 0), _Handler)
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), _Handler)
 
     def server_bind(self) -> None:
         """Bind without the reverse DNS look-up ``HTTPServer`` does."""
         socketserver.TCPServer.server_bind(self)
-        self.server_name = HOST
+        self.server_name = str(self.server_address[0])
         self.server_port = self.socket.getsockname()[1]
 
     def process_request(
@@ -308,13 +310,18 @@ class _HTTPServer(ThreadingHTTPServer):
 class SimulatorServer:
     """Runs :class:`_HTTPServer` with an accept loop that stops at once."""
 
-    def __init__(self, dispatch: Dispatch) -> None:
-        """Bind the listening socket on an ephemeral loopback port.
+    def __init__(self, dispatch: Dispatch, host: str = HOST, port: int = 0) -> None:
+        """Bind the listening socket.
 
         Args:
             dispatch: Turns requests into responses.
+            host: Address to listen on (an IPv6 address has a ``:`` in it).
+            port: TCP port; ``0`` picks a free one.
+
+        Raises:
+            OSError: The address cannot be bound (the port is taken, ...).
         """
-        self._server = _HTTPServer(dispatch)
+        self._server = _HTTPServer(dispatch, host, port)
         self._server.socket.setblocking(False)
         self.port: int = self._server.server_port
         self._wake_reader, self._wake_writer = socket.socketpair()

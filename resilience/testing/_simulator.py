@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
 import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
+from resilience.testing._faults import Fault, FaultMix
 from resilience.testing._replies import Reply
 from resilience.testing._server import HOST, SimulatorServer
 from resilience.testing._throttle import Throttle, Window, format_retry_after
@@ -51,6 +54,37 @@ class RecordedRequest:
             ValueError: The body is not JSON.
         """
         return json.loads(self.body)
+
+
+Source = Literal["rate_limit", "fail_all", "script", "mix"]
+"""What chose an answer: the rate limit, :meth:`VendorSimulator.fail_all`, a
+script (:meth:`~VendorSimulator.script`, :meth:`~VendorSimulator.script_route`)
+or the fault mix and normal behaviour (:meth:`~VendorSimulator.serve_faults`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A request the simulator answered, as reported to ``on_served``.
+
+    Attributes:
+        method: Request method, upper case.
+        path: Path without the query string.
+        status: Status sent, ``None`` when the connection was closed unanswered.
+        source: What chose the answer.
+        fault: The fault a :class:`FaultMix` drew (``"normal"`` when it drew
+            none, or when no mix is served); ``None`` when ``source`` is not
+            ``"mix"``.
+        at: ``time.time()`` when the answer was ready.
+        seconds: Time from reading the request to the answer being ready.
+    """
+
+    method: str
+    path: str
+    status: int | None
+    source: Source
+    fault: Fault | None
+    at: float
+    seconds: float
 
 
 class _Script:
@@ -108,9 +142,27 @@ class VendorSimulator:
     with :class:`Reply` objects, chosen in this order: :meth:`fail_all`, then
     the script of the request's ``X-Sim-Key`` header (:meth:`script`), then the
     script of its method and path for requests without a key
-    (:meth:`script_route`), then the endpoint's normal behaviour. A rate limit
+    (:meth:`script_route`), then a random :class:`FaultMix`
+    (:meth:`serve_faults`), then the endpoint's normal behaviour. A rate limit
     (:meth:`enforce_rate_limit`) sits in front of all of them, as a vendor's
     gateway does.
+
+    The routes and their normal behaviour (``HEAD`` is served as ``GET``;
+    anything else answers 404 in the vendor's envelope)::
+
+        GET    /ping                             {"ok": true}
+        POST   /gameye/session                   start a session: {"id", "location", "image"};
+                                                 201, or 409 if the id exists
+        GET    /gameye/session                   {"sessions": [...]}
+        GET    /gameye/session/{id}              the session, or 404
+        DELETE /gameye/session/{id}              204, or 404
+        GET    /8bitedge/api/v1/me               organization, plan, quota used
+        POST   /8bitedge/api/v1/games/batch      {"items": [...]} (at most 50); an
+                                                 Idempotency-Key replays, 409 while in
+                                                 progress, 422 reused with another body
+        POST   /playwave/verify                  {"ott"} -> {"success": true, "sessionId"}
+        POST   /playwave/heartbeat               {"sessionId"} -> result "OK"; 404, 410 ended
+        POST   /playwave/session/end             {"sessionId"} -> success; 404, 409 ended
 
     Example:
         >>> with VendorSimulator() as sim:  # doctest: +SKIP
@@ -118,14 +170,37 @@ class VendorSimulator:
         ...     url = sim.base("gameye") + "/session"
     """
 
-    def __init__(self, *, record: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        record: bool = True,
+        host: str = HOST,
+        port: int = 0,
+        on_served: Callable[[Served], object] | None = None,
+    ) -> None:
         """Create a stopped simulator.
 
         Args:
             record: Keep every request in :attr:`received`; turn it off for
                 long load runs.
+            host: Address to listen on. Keep the loopback default unless
+                other machines must reach the simulator: it has no
+                authentication.
+            port: TCP port; ``0`` (the default) picks a free one at each
+                :meth:`start`.
+            on_served: Called with a :class:`Served` for every request
+                answered (or closed unanswered), on the connection's thread,
+                before the answer is written; an exception it raises is
+                ignored, so that the answer is still sent.
         """
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"host must be a non-empty str, got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int from 0 to 65535, got {port!r}")
         self._record = record
+        self._host = host
+        self._port = port
+        self._on_served = on_served
         self._lock = threading.Lock()
         self._lifecycle = threading.Lock()
         self._received: list[RecordedRequest] = []
@@ -133,7 +208,10 @@ class VendorSimulator:
         self._routes: dict[tuple[str, str], _Script] = {}
         self._fail_all: Reply | None = None
         self._throttle: Throttle | None = None
+        self._faults: FaultMix | None = None
+        self._random = random.Random()
         self._statuses: Counter[int] = Counter()
+        self._fault_counts: Counter[str] = Counter()
         self._vendors = make_vendors()
         self._server: SimulatorServer | None = None
         self._stopping = threading.Event()
@@ -162,21 +240,25 @@ class VendorSimulator:
         self.stop()
 
     def start(self) -> VendorSimulator:
-        """Start the server on an ephemeral port (nothing happens if it runs).
+        """Start the server (nothing happens if it runs).
 
-        A simulator stopped and started again gets a new port and keeps its
-        scripts and state.
+        A simulator stopped and started again keeps its scripts and state; on
+        port ``0`` it gets a new port.
 
         Returns:
             The simulator.
+
+        Raises:
+            OSError: The address cannot be bound (the port is taken, ...).
         """
         with self._lifecycle:
             if self._server is None:
                 self._stopping = threading.Event()
-                server = SimulatorServer(self._dispatch)
+                server = SimulatorServer(self._dispatch, self._host, self._port)
                 server.start()
                 self._server = server
-                self._url = f"http://{HOST}:{server.port}"
+                host = f"[{self._host}]" if ":" in self._host else self._host
+                self._url = f"http://{host}:{server.port}"
         return self
 
     def stop(self) -> None:
@@ -191,7 +273,7 @@ class VendorSimulator:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT``, without a trailing slash.
+        """``http://127.0.0.1:PORT`` (the host listened on), without a trailing slash.
 
         Raises:
             RuntimeError: The simulator was never started.
@@ -277,6 +359,56 @@ class VendorSimulator:
         if reply is not None and not isinstance(reply, Reply):
             raise TypeError(f"reply must be a Reply or None, not {type(reply).__name__}")
         self._fail_all = reply
+
+    def serve_faults(self, mix: FaultMix | None, *, seed: int | None = None) -> None:
+        """Answer a random share of requests with faults; ``None`` ends it.
+
+        Applies to requests to vendor routes that :meth:`fail_all` and the
+        scripts leave alone (after them, before the normal behaviour; the rate
+        limit still comes first). Each such request draws its fault from one
+        ``random.Random(seed)`` under the simulator's lock, so requests sent
+        one after another meet the same faults in the same order for the
+        same seed (concurrent requests draw in the order they arrive). See
+        :class:`FaultMix` for the bands.
+
+        Args:
+            mix: The shares of each fault, or ``None``.
+            seed: Seed of the draws; ``None`` seeds from the system. Serving a
+                mix again starts a new sequence.
+
+        Raises:
+            TypeError: ``mix`` is not a :class:`FaultMix` or ``None``, or
+                ``seed`` is not an int or ``None``.
+        """
+        if mix is not None and not isinstance(mix, FaultMix):
+            raise TypeError(f"mix must be a FaultMix or None, not {type(mix).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, not {type(seed).__name__}")
+        with self._lock:
+            self._faults = mix
+            self._random = random.Random(seed)
+
+    @property
+    def faults(self) -> FaultMix | None:
+        """The mix served by :meth:`serve_faults`, or ``None``."""
+        return self._faults
+
+    def count_fault(self, fault: Fault | None = None) -> int:
+        """Count the requests a :meth:`serve_faults` mix drew a fault for.
+
+        Counted since the start or the last :meth:`reset`, whether or not
+        requests are recorded; ``"normal"`` counts requests the mix left alone.
+
+        Args:
+            fault: The fault; ``None`` counts every draw.
+
+        Returns:
+            The number of requests.
+        """
+        with self._lock:
+            if fault is None:
+                return sum(self._fault_counts.values())
+            return self._fault_counts[fault]
 
     def enforce_rate_limit(
         self,
@@ -390,18 +522,21 @@ class VendorSimulator:
             )
 
     def reset(self) -> None:
-        """Clear scripts, :meth:`fail_all`, the rate limit, every count and all vendor state.
+        """Clear scripts, :meth:`fail_all`, the rate limit, the fault mix, counts and vendor state.
 
-        :attr:`received` and :meth:`count_status` start again from zero, and
-        :meth:`enforce_rate_limit` is ended.
+        :attr:`received`, :meth:`count_status` and :meth:`count_fault` start
+        again from zero, and :meth:`enforce_rate_limit` and
+        :meth:`serve_faults` are ended.
         """
         with self._lock:
             self._scripts.clear()
             self._routes.clear()
             self._fail_all = None
             self._throttle = None
+            self._faults = None
             self._received.clear()
             self._statuses.clear()
+            self._fault_counts.clear()
         for vendor in self._vendors.values():
             vendor.reset()
 
@@ -413,24 +548,69 @@ class VendorSimulator:
         headers: dict[str, str],
         body: bytes,
     ) -> Response:
+        began = time.monotonic()
         req = Request(method, path, query, headers, body)
         if self._record:
-            seen = RecordedRequest(method, path, query, headers, body, req.key, time.monotonic())
+            seen = RecordedRequest(method, path, query, headers, body, req.key, began)
             with self._lock:
                 self._received.append(seen)
+        source: Source = "rate_limit"
+        fault: Fault | None = None
         response = self._throttled(req) if self._throttle is not None else None
         if response is None:
+            source = "fail_all"
             reply = self._fail_all
             if reply is None and (self._scripts or self._routes):
+                source = "script"
                 reply = self._take(req)
+            if reply is None:
+                source = "mix"
+                fault = "normal"
+                if self._faults is not None and req.vendor is not None:
+                    fault, reply = self._draw(req)
             response = self._normal(req) if reply is None else self._render(reply, req)
-        if response.drop:
-            return response
-        if req.vendor == "8bitedge" and not response.has_header("x-request-id"):
-            response.headers.append(("X-Request-Id", str(uuid.uuid4())))
-        with self._lock:
-            self._statuses[response.status] += 1
+        if not response.drop:
+            if req.vendor == "8bitedge" and not response.has_header("x-request-id"):
+                response.headers.append(("X-Request-Id", str(uuid.uuid4())))
+            with self._lock:
+                self._statuses[response.status] += 1
+        on_served = self._on_served
+        if on_served is not None:
+            served = Served(
+                method,
+                path,
+                None if response.drop else response.status,
+                source,
+                fault,
+                time.time(),
+                time.monotonic() - began,
+            )
+            with contextlib.suppress(Exception):
+                on_served(served)
         return response
+
+    def _draw(self, req: Request) -> tuple[Fault, Reply | None]:
+        """Draw the fault of ``req`` from the mix served.
+
+        Args:
+            req: A request to a vendor route.
+
+        Returns:
+            The fault and the reply carrying it out (``None``: normal).
+        """
+        mix = self._faults
+        # Only Gameye's 420 depends on the region: parse no other body, and
+        # parse outside the lock.
+        region = (
+            req.region() if mix is not None and mix.capacity and req.vendor == "gameye" else None
+        )
+        with self._lock:
+            mix = self._faults
+            if mix is None:
+                return "normal", None
+            fault = mix.pick(self._random.random(), req.vendor, region)
+            self._fault_counts[fault] += 1
+        return fault, mix.reply(fault)
 
     def _throttled(self, req: Request) -> Response | None:
         """Count ``req`` against the rate limit; a 429 when it is over.
