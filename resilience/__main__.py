@@ -28,6 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     demo.add_argument("--json", action="store_true", help="print the results as JSON")
+    demo.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also print the Prometheus metrics the calls produced (needs prometheus_client)",
+    )
     from resilience._simulate import add_parser
 
     simulate = add_parser(commands)
@@ -35,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from resilience._demo import run_demo
 
-        status: int = run_demo(as_json=args.json)
+        status: int = run_demo(as_json=args.json, metrics=args.metrics)
         return status
     if args.command == "simulate":
         from resilience._simulate import run_simulate

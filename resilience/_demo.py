@@ -336,12 +336,35 @@ def _table(reports: list[CallReport]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(*, as_json: bool = False) -> int:
-    """Run the demo; 0 when every call ended as scripted."""
+def run_demo(*, as_json: bool = False, metrics: bool = False) -> int:
+    """Run the demo; 0 when every call ended as scripted.
+
+    Args:
+        as_json: print the results as JSON.
+        metrics: also print the Prometheus metrics of the calls (an own registry).
+    """
+    from resilience.instrumentation import get_hooks, set_hooks
+
+    registry = None
+    before = get_hooks()
+    if metrics:
+        from prometheus_client import CollectorRegistry
+
+        from resilience.instrumentation import PrometheusHook
+
+        registry = CollectorRegistry()
+        set_hooks([*before, PrometheusHook(registry)])
     started = time.monotonic()
-    with VendorSimulator() as sim:
-        reports = play(sim)
-        sent = len(sim.received)
+    try:
+        with VendorSimulator() as sim:
+            reports = play(sim)
+            sent = len(sim.received)
+    finally:
+        set_hooks(list(before))
+    if registry is not None:
+        from prometheus_client import generate_latest
+
+        print(generate_latest(registry).decode(), end="")
     elapsed = time.monotonic() - started
     ok = all(r.as_expected for r in reports)
     if as_json:

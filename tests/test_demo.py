@@ -71,3 +71,17 @@ def test_demo_reports_a_lost_answer_followed_by_409_as_already_done() -> None:
     report = _report("start a session; the answer is lost")
     assert report["statuses"] == ["RemoteProtocolError", "409"]
     assert report["outcome"] == "409 already_done"
+
+
+def test_demo_prints_the_prometheus_metrics_of_its_calls_on_request() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "resilience", "demo", "--metrics"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for vendor in ("gameye", "8bitedge", "playwave"):
+        assert f'resilience_calls_total{{outcome="success",vendor="{vendor}"}}' in done.stdout
+    assert 'resilience_attempts_total{category="transient"' in done.stdout
