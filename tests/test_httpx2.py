@@ -162,22 +162,15 @@ def test_attempts_reads_the_history_an_httpx2_response_carries() -> None:
 # -- errors on the wire, for both libraries --------------------------------------------------
 
 
+KINDS = {
+    ErrorKind.CONNECT: "ConnectError ConnectTimeout PoolTimeout ProxyError",
+    ErrorKind.UNKNOWN: "ReadTimeout WriteTimeout ReadError WriteError RemoteProtocolError",
+    ErrorKind.FATAL: "UnsupportedProtocol LocalProtocolError CloseError",
+}
+
+
 @pytest.mark.parametrize(
-    ("name", "kind"),
-    [
-        ("ConnectError", ErrorKind.CONNECT),
-        ("ConnectTimeout", ErrorKind.CONNECT),
-        ("PoolTimeout", ErrorKind.CONNECT),
-        ("ProxyError", ErrorKind.CONNECT),
-        ("ReadTimeout", ErrorKind.UNKNOWN),
-        ("WriteTimeout", ErrorKind.UNKNOWN),
-        ("ReadError", ErrorKind.UNKNOWN),
-        ("WriteError", ErrorKind.UNKNOWN),
-        ("RemoteProtocolError", ErrorKind.UNKNOWN),
-        ("UnsupportedProtocol", ErrorKind.FATAL),
-        ("LocalProtocolError", ErrorKind.FATAL),
-        ("CloseError", ErrorKind.FATAL),
-    ],
+    ("name", "kind"), [(name, kind) for kind, names in KINDS.items() for name in names.split()]
 )
 def test_each_library_error_has_its_kind(lib: ModuleType, name: str, kind: ErrorKind) -> None:
     assert wire_for(lib).error_kind(getattr(lib, name)("scripted")) is kind
