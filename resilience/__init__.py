@@ -1,9 +1,9 @@
 """HTTP calls to game-server platforms that survive the failures the vendors document.
 
 Drop-in transports (:class:`ResilientAdapter` for requests,
-:class:`ResilientTransport` / :class:`AsyncResilientTransport` for httpx), event
-hooks that raise typed errors, pluggable vendor detectors and one sans-IO
-policy engine.
+:class:`ResilientTransport` / :class:`AsyncResilientTransport` for httpx, and
+their httpx2 counterparts in :mod:`resilience.httpx2`), event hooks that raise
+typed errors, pluggable vendor detectors and one sans-IO policy engine.
 """
 
 import importlib as _importlib

@@ -278,7 +278,7 @@ def raise_for(
         except Exception:
             request = None
         if request is not None:
-            # httpx.HTTPError.request is a property backed by ``_request``.
+            # httpx.HTTPError.request (httpx2's too) is a property backed by ``_request``.
             is_httpx = library_error.__module__.startswith("httpx")
             setattr(error, "_request" if is_httpx else "request", request)
     raise error

@@ -1,8 +1,13 @@
-"""Shared fixtures: a recording sleep for the transports."""
+"""Shared fixtures: a recording sleep for the transports; the httpx family."""
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import pytest
+
+from tests._libs import LIBRARIES, load, shells_of
 
 
 class RecordingSleep:
@@ -32,3 +37,15 @@ def sleep() -> RecordingSleep:
 def async_sleep() -> AsyncRecordingSleep:
     """A recording, non-sleeping async ``sleep``."""
     return AsyncRecordingSleep()
+
+
+@pytest.fixture(params=LIBRARIES)
+def lib(request: pytest.FixtureRequest) -> ModuleType:
+    """``httpx``, then ``httpx2``: the library a test of the httpx family runs on."""
+    return load(request.param)
+
+
+@pytest.fixture
+def shells(lib: ModuleType) -> Any:
+    """``resilience`` for httpx, ``resilience.httpx2`` for httpx2."""
+    return shells_of(lib)

@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```python\n(?P<code>.*?)^```$", re.DOTALL | re.MULTILINE)
-NEEDS = re.compile(r"^(?:import|from) (respx|pytest_httpx)\b", re.MULTILINE)
+NEEDS = re.compile(r"^(?:import|from) (respx|pytest_httpx|httpx2|openai)\b", re.MULTILINE)
 
 
 def _examples() -> list[tuple[str, int, str]]:

@@ -9,6 +9,7 @@ def test_all_is_sorted_and_complete() -> None:
         "detectors",
         "errors",
         "hooks",
+        "httpx2",
         "instrumentation",
         "httpx_transport",
         "requests_adapter",

@@ -1,10 +1,11 @@
-"""The event hooks raise one typed error per category, for httpx (sync and async)
-and requests alike."""
+"""The event hooks raise one typed error per category, for httpx and httpx2 (sync
+and async, the ``lib`` fixture) and requests alike."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import responses
 
 import resilience
 from resilience import Category
+from tests._libs import shells_of
 from tests.conftest import AsyncRecordingSleep, RecordingSleep
 
 URL = "https://api.example/x"
@@ -75,26 +77,27 @@ PASSING = {
 CHARGE_EXHAUSTED = {"success": True, "result": "CHARGE_EXHAUSTED", "message": "G-coin depleted"}
 
 
-def _httpx_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
-    def answer(request: httpx.Request) -> httpx.Response:
-        if body is None:
-            return httpx.Response(status, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
-
-    return answer
+def _httpx_reply(lib: ModuleType, status: int, body: Any) -> Any:
+    if body is None:
+        return lib.MockTransport(lambda request: lib.Response(status))
+    return lib.MockTransport(lambda request: lib.Response(status, json=body))
 
 
-def httpx_client(status: int, body: Any = None, **options: Any) -> httpx.Client:
-    return httpx.Client(
-        transport=httpx.MockTransport(_httpx_reply(status, body)),
-        event_hooks=resilience.httpx_event_hooks(**options),
+def httpx_client(lib: ModuleType, status: int, body: Any = None, **options: Any) -> httpx.Client:
+    """A client of ``lib`` (httpx or httpx2) with the event hooks for it."""
+    return lib.Client(  # type: ignore[no-any-return]
+        transport=_httpx_reply(lib, status, body),
+        event_hooks=shells_of(lib).httpx_event_hooks(**options),
     )
 
 
-def async_client(status: int, body: Any = None, **options: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.MockTransport(_httpx_reply(status, body)),
-        event_hooks=resilience.async_httpx_event_hooks(**options),
+def async_client(
+    lib: ModuleType, status: int, body: Any = None, **options: Any
+) -> httpx.AsyncClient:
+    """An async client of ``lib`` (httpx or httpx2) with the event hooks for it."""
+    return lib.AsyncClient(  # type: ignore[no-any-return]
+        transport=_httpx_reply(lib, status, body),
+        event_hooks=shells_of(lib).async_httpx_event_hooks(**options),
     )
 
 
@@ -121,18 +124,18 @@ def requests_session(
 
 @pytest.mark.parametrize(("status", "body", "options", "error"), RAISING.values(), ids=RAISING)
 def test_httpx_hook_raises_the_error_of_the_category(
-    status: int, body: Any, options: dict[str, Any], error: type[Exception]
+    lib: ModuleType, status: int, body: Any, options: dict[str, Any], error: type[Exception]
 ) -> None:
-    with httpx_client(status, body, **options) as c, pytest.raises(error) as caught:
+    with httpx_client(lib, status, body, **options) as c, pytest.raises(error) as caught:
         c.get(URL)
     assert caught.value.status == status  # type: ignore[attr-defined]
 
 
-def test_httpx_hook_error_is_an_httpx_status_error() -> None:
-    with httpx_client(404) as c:
+def test_httpx_hook_error_is_an_httpx_status_error(lib: ModuleType) -> None:
+    with httpx_client(lib, 404) as c:
         try:
             c.get(URL)
-        except httpx.HTTPStatusError as exc:
+        except lib.HTTPStatusError as exc:
             caught = exc
     assert isinstance(caught, resilience.NotFound)
     assert caught.response.status_code == 404
@@ -141,67 +144,71 @@ def test_httpx_hook_error_is_an_httpx_status_error() -> None:
 
 @pytest.mark.parametrize(("status", "body", "options"), PASSING.values(), ids=PASSING)
 def test_httpx_hook_passes_ok_and_already_done(
-    status: int, body: Any, options: dict[str, Any]
+    lib: ModuleType, status: int, body: Any, options: dict[str, Any]
 ) -> None:
-    with httpx_client(status, body, **options) as c:
+    with httpx_client(lib, status, body, **options) as c:
         assert c.get(URL).status_code == status
 
 
 @pytest.mark.parametrize("ignored", [Category.NOT_FOUND, "not_found"], ids=["enum", "str"])
-def test_httpx_hook_ignore_suppresses_the_category(ignored: Category | str) -> None:
-    with httpx_client(404, ignore=[ignored]) as c:
+def test_httpx_hook_ignore_suppresses_the_category(
+    lib: ModuleType, ignored: Category | str
+) -> None:
+    with httpx_client(lib, 404, ignore=[ignored]) as c:
         assert c.get(URL).status_code == 404
 
 
-def test_httpx_hook_ignore_leaves_other_categories() -> None:
+def test_httpx_hook_ignore_leaves_other_categories(lib: ModuleType) -> None:
     with (
-        httpx_client(401, ignore=[Category.NOT_FOUND]) as c,
+        httpx_client(lib, 401, ignore=[Category.NOT_FOUND]) as c,
         pytest.raises(resilience.Unauthorized),
     ):
         c.get(URL)
 
 
-def test_httpx_hook_business_codes_raise_for_charge_exhausted() -> None:
+def test_httpx_hook_business_codes_raise_for_charge_exhausted(lib: ModuleType) -> None:
     with (
-        httpx_client(200, CHARGE_EXHAUSTED, vendor="playwave") as c,
+        httpx_client(lib, 200, CHARGE_EXHAUSTED, vendor="playwave") as c,
         pytest.raises(resilience.BusinessRejected) as caught,
     ):
         c.get(URL)
     assert (caught.value.code, caught.value.message) == ("CHARGE_EXHAUSTED", "G-coin depleted")
 
 
-def test_httpx_hook_business_codes_follow_vendor_hosts() -> None:
+def test_httpx_hook_business_codes_follow_vendor_hosts(lib: ModuleType) -> None:
     with (
-        httpx_client(200, CHARGE_EXHAUSTED, vendor_hosts={"api.example": "playwave"}) as c,
+        httpx_client(lib, 200, CHARGE_EXHAUSTED, vendor_hosts={"api.example": "playwave"}) as c,
         pytest.raises(resilience.BusinessRejected),
     ):
         c.get(URL)
 
 
-def test_httpx_hook_business_codes_false_leaves_2xx_alone() -> None:
-    with httpx_client(200, CHARGE_EXHAUSTED, vendor="playwave", business_codes=False) as c:
+def test_httpx_hook_business_codes_false_leaves_2xx_alone(lib: ModuleType) -> None:
+    with httpx_client(lib, 200, CHARGE_EXHAUSTED, vendor="playwave", business_codes=False) as c:
         assert c.get(URL).status_code == 200
 
 
-def test_httpx_hook_reads_no_2xx_body_of_an_unknown_vendor() -> None:
-    with httpx_client(200, CHARGE_EXHAUSTED) as c:
+def test_httpx_hook_reads_no_2xx_body_of_an_unknown_vendor(lib: ModuleType) -> None:
+    with httpx_client(lib, 200, CHARGE_EXHAUSTED) as c:
         assert c.get(URL).status_code == 200
 
 
-def test_httpx_hook_error_carries_the_call(sleep: RecordingSleep) -> None:
+def test_httpx_hook_error_carries_the_call(
+    lib: ModuleType, shells: Any, sleep: RecordingSleep
+) -> None:
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
+        return lib.Response(
             503,
             json={"error": {"code": "server_error", "message": "later", "details": {"n": 1}}},
             headers={"X-Request-Id": "req-77"},
         )
 
-    transport = resilience.ResilientTransport(
-        transport=httpx.MockTransport(answer), sleep=sleep, jitter="none", max_attempts=2
+    transport = shells.ResilientTransport(
+        transport=lib.MockTransport(answer), sleep=sleep, jitter="none", max_attempts=2
     )
-    hooks = resilience.httpx_event_hooks()
+    hooks = shells.httpx_event_hooks()
     with (
-        httpx.Client(transport=transport, event_hooks=hooks) as c,
+        lib.Client(transport=transport, event_hooks=hooks) as c,
         pytest.raises(resilience.ServerError) as caught,
     ):
         c.get(URL)
@@ -220,7 +227,9 @@ def test_httpx_hook_error_carries_the_call(sleep: RecordingSleep) -> None:
 
 
 @pytest.mark.parametrize("status", [200, 500])
-def test_httpx_hook_reads_at_most_64_kib_of_a_body_of_unknown_length(status: int) -> None:
+def test_httpx_hook_reads_at_most_64_kib_of_a_body_of_unknown_length(
+    lib: ModuleType, shells: Any, status: int
+) -> None:
     sent: list[int] = []
 
     def chunks() -> Iterator[bytes]:
@@ -229,13 +238,11 @@ def test_httpx_hook_reads_at_most_64_kib_of_a_body_of_unknown_length(status: int
             yield b" " * 16_384
 
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            status, headers={"Content-Type": "application/json"}, content=chunks()
-        )
+        return lib.Response(status, headers={"Content-Type": "application/json"}, content=chunks())
 
-    hooks = resilience.httpx_event_hooks(vendor="playwave", ignore=[Category.TRANSIENT])
+    hooks = shells.httpx_event_hooks(vendor="playwave", ignore=[Category.TRANSIENT])
     with (
-        httpx.Client(transport=httpx.MockTransport(answer), event_hooks=hooks) as c,
+        lib.Client(transport=lib.MockTransport(answer), event_hooks=hooks) as c,
         c.stream("GET", URL) as response,
     ):
         assert sum(sent) <= 64 * 1024 + 16_384
@@ -247,19 +254,19 @@ def test_httpx_hook_reads_at_most_64_kib_of_a_body_of_unknown_length(status: int
 
 @pytest.mark.parametrize(("status", "body", "options", "error"), RAISING.values(), ids=RAISING)
 async def test_async_httpx_hook_raises_the_error_of_the_category(
-    status: int, body: Any, options: dict[str, Any], error: type[Exception]
+    lib: ModuleType, status: int, body: Any, options: dict[str, Any], error: type[Exception]
 ) -> None:
-    async with async_client(status, body, **options) as c:
+    async with async_client(lib, status, body, **options) as c:
         with pytest.raises(error) as caught:
             await c.get(URL)
     assert caught.value.status == status  # type: ignore[attr-defined]
 
 
-async def test_async_httpx_hook_error_is_an_httpx_status_error() -> None:
-    async with async_client(404) as c:
+async def test_async_httpx_hook_error_is_an_httpx_status_error(lib: ModuleType) -> None:
+    async with async_client(lib, 404) as c:
         try:
             await c.get(URL)
-        except httpx.HTTPStatusError as exc:
+        except lib.HTTPStatusError as exc:
             caught = exc
     assert isinstance(caught, resilience.NotFound)
     assert caught.response.status_code == 404
@@ -268,60 +275,68 @@ async def test_async_httpx_hook_error_is_an_httpx_status_error() -> None:
 
 @pytest.mark.parametrize(("status", "body", "options"), PASSING.values(), ids=PASSING)
 async def test_async_httpx_hook_passes_ok_and_already_done(
-    status: int, body: Any, options: dict[str, Any]
+    lib: ModuleType, status: int, body: Any, options: dict[str, Any]
 ) -> None:
-    async with async_client(status, body, **options) as c:
+    async with async_client(lib, status, body, **options) as c:
         assert (await c.get(URL)).status_code == status
 
 
 @pytest.mark.parametrize("ignored", [Category.NOT_FOUND, "not_found"], ids=["enum", "str"])
-async def test_async_httpx_hook_ignore_suppresses_the_category(ignored: Category | str) -> None:
-    async with async_client(404, ignore=[ignored]) as c:
+async def test_async_httpx_hook_ignore_suppresses_the_category(
+    lib: ModuleType, ignored: Category | str
+) -> None:
+    async with async_client(lib, 404, ignore=[ignored]) as c:
         assert (await c.get(URL)).status_code == 404
 
 
-async def test_async_httpx_hook_ignore_leaves_other_categories() -> None:
-    async with async_client(401, ignore=[Category.NOT_FOUND]) as c:
+async def test_async_httpx_hook_ignore_leaves_other_categories(lib: ModuleType) -> None:
+    async with async_client(lib, 401, ignore=[Category.NOT_FOUND]) as c:
         with pytest.raises(resilience.Unauthorized):
             await c.get(URL)
 
 
-async def test_async_httpx_hook_business_codes_raise_for_charge_exhausted() -> None:
-    async with async_client(200, CHARGE_EXHAUSTED, vendor="playwave") as c:
+async def test_async_httpx_hook_business_codes_raise_for_charge_exhausted(lib: ModuleType) -> None:
+    async with async_client(lib, 200, CHARGE_EXHAUSTED, vendor="playwave") as c:
         with pytest.raises(resilience.BusinessRejected) as caught:
             await c.get(URL)
     assert (caught.value.code, caught.value.message) == ("CHARGE_EXHAUSTED", "G-coin depleted")
 
 
-async def test_async_httpx_hook_business_codes_follow_vendor_hosts() -> None:
-    async with async_client(200, CHARGE_EXHAUSTED, vendor_hosts={"api.example": "playwave"}) as c:
+async def test_async_httpx_hook_business_codes_follow_vendor_hosts(lib: ModuleType) -> None:
+    async with async_client(
+        lib, 200, CHARGE_EXHAUSTED, vendor_hosts={"api.example": "playwave"}
+    ) as c:
         with pytest.raises(resilience.BusinessRejected):
             await c.get(URL)
 
 
-async def test_async_httpx_hook_business_codes_false_leaves_2xx_alone() -> None:
-    async with async_client(200, CHARGE_EXHAUSTED, vendor="playwave", business_codes=False) as c:
+async def test_async_httpx_hook_business_codes_false_leaves_2xx_alone(lib: ModuleType) -> None:
+    async with async_client(
+        lib, 200, CHARGE_EXHAUSTED, vendor="playwave", business_codes=False
+    ) as c:
         assert (await c.get(URL)).status_code == 200
 
 
-async def test_async_httpx_hook_reads_no_2xx_body_of_an_unknown_vendor() -> None:
-    async with async_client(200, CHARGE_EXHAUSTED) as c:
+async def test_async_httpx_hook_reads_no_2xx_body_of_an_unknown_vendor(lib: ModuleType) -> None:
+    async with async_client(lib, 200, CHARGE_EXHAUSTED) as c:
         assert (await c.get(URL)).status_code == 200
 
 
-async def test_async_httpx_hook_error_carries_the_call(async_sleep: AsyncRecordingSleep) -> None:
+async def test_async_httpx_hook_error_carries_the_call(
+    lib: ModuleType, shells: Any, async_sleep: AsyncRecordingSleep
+) -> None:
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
+        return lib.Response(
             503,
             json={"error": {"code": "server_error", "message": "later", "details": {"n": 1}}},
             headers={"X-Request-Id": "req-77"},
         )
 
-    transport = resilience.AsyncResilientTransport(
-        transport=httpx.MockTransport(answer), sleep=async_sleep, jitter="none", max_attempts=2
+    transport = shells.AsyncResilientTransport(
+        transport=lib.MockTransport(answer), sleep=async_sleep, jitter="none", max_attempts=2
     )
-    hooks = resilience.async_httpx_event_hooks()
-    async with httpx.AsyncClient(transport=transport, event_hooks=hooks) as c:
+    hooks = shells.async_httpx_event_hooks()
+    async with lib.AsyncClient(transport=transport, event_hooks=hooks) as c:
         with pytest.raises(resilience.ServerError) as caught:
             await c.get(URL)
     error = caught.value
@@ -340,6 +355,8 @@ async def test_async_httpx_hook_error_carries_the_call(async_sleep: AsyncRecordi
 
 @pytest.mark.parametrize("status", [200, 500])
 async def test_async_httpx_hook_reads_at_most_64_kib_of_a_body_of_unknown_length(
+    lib: ModuleType,
+    shells: Any,
     status: int,
 ) -> None:
     sent: list[int] = []
@@ -350,13 +367,11 @@ async def test_async_httpx_hook_reads_at_most_64_kib_of_a_body_of_unknown_length
             yield b" " * 16_384
 
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            status, headers={"Content-Type": "application/json"}, content=chunks()
-        )
+        return lib.Response(status, headers={"Content-Type": "application/json"}, content=chunks())
 
-    hooks = resilience.async_httpx_event_hooks(vendor="playwave", ignore=[Category.TRANSIENT])
+    hooks = shells.async_httpx_event_hooks(vendor="playwave", ignore=[Category.TRANSIENT])
     async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(answer), event_hooks=hooks) as c,
+        lib.AsyncClient(transport=lib.MockTransport(answer), event_hooks=hooks) as c,
         c.stream("GET", URL) as response,
     ):
         assert sum(sent) <= 64 * 1024 + 16_384

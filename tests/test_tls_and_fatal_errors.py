@@ -7,11 +7,12 @@ connections (so the TLS handshakes) one call costs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import threading
 from collections.abc import Callable
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ import requests
 import trustme
 
 import resilience
+from tests._libs import load, shells_of
 
 CA = trustme.CA()
 SERVER_CERT = CA.issue_cert("127.0.0.1")
@@ -106,28 +108,33 @@ def _context(*, trust: bool, cert: bool) -> ssl.SSLContext:
     return context
 
 
-def _httpx_get(url: str, *, trust: bool, cert: bool) -> BaseException | int:
-    inner = httpx.HTTPTransport(verify=_context(trust=trust, cert=cert))
-    transport = resilience.ResilientTransport(inner, sleep=lambda s: None)
-    with httpx.Client(transport=transport) as client:
+def _httpx_get(url: str, *, trust: bool, cert: bool, name: str = "httpx") -> BaseException | int:
+    lib = load(name)
+    inner = lib.HTTPTransport(verify=_context(trust=trust, cert=cert))
+    transport = shells_of(lib).ResilientTransport(inner, sleep=lambda s: None)
+    with lib.Client(transport=transport) as client:
         try:
-            return client.get(url).status_code
-        except httpx.HTTPError as exc:
+            return client.get(url).status_code  # type: ignore[no-any-return]
+        except lib.HTTPError as exc:
             return exc
 
 
-def _httpx_async_get(url: str, *, trust: bool, cert: bool) -> BaseException | int:
+def _httpx_async_get(
+    url: str, *, trust: bool, cert: bool, name: str = "httpx"
+) -> BaseException | int:
+    lib = load(name)
+
     async def main() -> BaseException | int:
-        inner = httpx.AsyncHTTPTransport(verify=_context(trust=trust, cert=cert))
+        inner = lib.AsyncHTTPTransport(verify=_context(trust=trust, cert=cert))
 
         async def no_sleep(seconds: float) -> None:
             pass
 
-        transport = resilience.AsyncResilientTransport(inner, sleep=no_sleep)
-        async with httpx.AsyncClient(transport=transport) as client:
+        transport = shells_of(lib).AsyncResilientTransport(inner, sleep=no_sleep)
+        async with lib.AsyncClient(transport=transport) as client:
             try:
-                return (await client.get(url)).status_code
-            except (httpx.HTTPError, ssl.SSLError) as exc:
+                return (await client.get(url)).status_code  # type: ignore[no-any-return]
+            except (lib.HTTPError, ssl.SSLError) as exc:
                 # Under asyncio a TLS alert may surface unwrapped (httpcore leaves
                 # it so): not a network error of httpx's, so never retried either.
                 return exc
@@ -161,6 +168,8 @@ GETS: dict[str, Callable[..., BaseException | int]] = {
     "requests": _requests_get,
     "httpx": _httpx_get,
     "httpx-async": _httpx_async_get,
+    "httpx2": functools.partial(_httpx_get, name="httpx2"),
+    "httpx2-async": functools.partial(_httpx_async_get, name="httpx2"),
 }
 
 
@@ -197,11 +206,11 @@ def test_a_client_certificate_gets_its_answer(get: Callable[..., Any]) -> None:
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "gopher://127.0.0.1/x"])
-def test_an_unsupported_protocol_is_not_retried(url: str) -> None:
-    transport = resilience.ResilientTransport(sleep=lambda s: None)
+def test_an_unsupported_protocol_is_not_retried(lib: ModuleType, shells: Any, url: str) -> None:
+    transport = shells.ResilientTransport(sleep=lambda s: None)
     with (
-        httpx.Client(transport=transport) as client,
-        pytest.raises(httpx.UnsupportedProtocol) as caught,
+        lib.Client(transport=transport) as client,
+        pytest.raises(lib.UnsupportedProtocol) as caught,
     ):
         client.get(url)
     assert len(resilience.attempts(caught.value)) == 1

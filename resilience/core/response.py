@@ -129,7 +129,7 @@ def _lower_headers(headers: Any) -> dict[str, str]:
 def _body_in_memory(response: Any) -> bytes | None:
     """The body if the response already holds it (never reads the network)."""
     module = type(response).__module__
-    if module.startswith("httpx"):
+    if module.startswith("httpx"):  # httpx and httpx2
         try:
             content = response.content  # raises ResponseNotRead while streaming
         except Exception:

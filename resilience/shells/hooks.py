@@ -10,12 +10,15 @@ resilient transport, they raise once the retries are over.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from types import ModuleType
+from typing import Any, TypedDict
 
 import httpx
 import requests
+from typing_extensions import Unpack
 
 from resilience.core.classification import Category, Classification
 from resilience.core.classifier import Classifier
@@ -24,23 +27,50 @@ from resilience.detectors import Detector
 from resilience.errors import raise_for
 from resilience.shells.history import attempts
 
-__all__ = ["async_httpx_event_hooks", "httpx_event_hooks", "requests_response_hook"]
+__all__ = [
+    "HookOptions",
+    "async_event_hooks_for",
+    "async_httpx_event_hooks",
+    "event_hooks_for",
+    "httpx_event_hooks",
+    "requests_response_hook",
+]
 
 _PASS = frozenset({Category.OK, Category.ALREADY_DONE})
 
 
+class HookOptions(TypedDict, total=False):
+    """The keyword arguments of every event hook factory.
+
+    Attributes:
+        vendor: pin the vendor.
+        vendor_hosts: host name (without port) -> vendor name.
+        detectors: detectors to use instead of the registered chain.
+        business_codes: read small JSON 2xx bodies for Playwave business
+            results (default ``True``).
+        ignore: categories not to raise (default none).
+    """
+
+    vendor: str | None
+    vendor_hosts: Mapping[str, str] | None
+    detectors: Iterable[Detector] | None
+    business_codes: bool
+    ignore: Iterable[Category | str]
+
+
 class _Judge:
-    """What the three hooks share: classify, decide whether to raise."""
+    """What the hooks share: classify, decide whether to raise."""
 
     __slots__ = ("business_codes", "classifier", "passing")
 
     def __init__(
         self,
-        vendor: str | None,
-        vendor_hosts: Mapping[str, str] | None,
-        detectors: Iterable[Detector] | None,
-        business_codes: bool,
-        ignore: Iterable[Category | str],
+        *,
+        vendor: str | None = None,
+        vendor_hosts: Mapping[str, str] | None = None,
+        detectors: Iterable[Detector] | None = None,
+        business_codes: bool = True,
+        ignore: Iterable[Category | str] = (),
     ) -> None:
         self.classifier = Classifier(vendor, vendor_hosts, detectors)
         self.business_codes = business_codes
@@ -74,26 +104,33 @@ class _Judge:
         length = content_length(headers)
         return length is not None and length <= MAX_BODY
 
-    def classify(
+    def settle(
         self,
-        status: int,
-        headers: Any,
+        response: Any,
         body: bytes | None,
-        host: str | None,
-        method: str | None,
-        path: str | None,
-    ) -> Classification:
-        view = ResponseView(
-            status=status,
-            headers=headers,
-            body=body if body is not None and len(body) <= MAX_BODY else None,
-            host=host,
-            method=method,
-            path=path,
-        )
-        return self.classifier.classify_view(view, time.time())
+        where: tuple[str | None, str | None, str | None],
+        library_error: type[Exception],
+    ) -> None:
+        """Raise the error of ``response``'s category unless it passes.
 
-    def check(self, c: Classification, response: Any, library_error: type[Exception]) -> None:
+        Args:
+            response: the response.
+            body: its body, when read.
+            where: the request's host, method and path.
+            library_error: the library's own status error, a base of the one raised.
+        """
+        c = self.decided(response)
+        if c is None:
+            host, method, path = where
+            view = ResponseView(
+                status=response.status_code,
+                headers=response.headers,
+                body=body if body is not None and len(body) <= MAX_BODY else None,
+                host=host,
+                method=method,
+                path=path,
+            )
+            c = self.classifier.classify_view(view, time.time())
         if c.category not in self.passing:
             raise_for(c, response, attempts(response), library_error)
 
@@ -114,95 +151,84 @@ class _Judge:
         return None
 
 
-def _httpx_judge_args(response: httpx.Response) -> tuple[str | None, str | None, str | None]:
-    request = response.request
-    return request.url.host or None, request.method, request.url.path
+class _HttpxJudge(_Judge):
+    """A judge of the responses of one library of the httpx family (its module)."""
+
+    __slots__ = ("lib",)
+
+    def __init__(self, lib: ModuleType, options: HookOptions) -> None:
+        super().__init__(**options)
+        self.lib = lib
+
+    def where(self, response: httpx.Response) -> tuple[str | None, str | None, str | None]:
+        request = response.request
+        return request.url.host or None, request.method, request.url.path
+
+    def wants(self, response: httpx.Response) -> bool:
+        """Whether to read the body before :meth:`settle`."""
+        if self.decided(response) is not None:
+            return False
+        return self.wants_body(response.status_code, self.where(response)[0], response.headers)
+
+    def done(self, response: httpx.Response, body: bytes | None) -> None:
+        self.settle(response, body, self.where(response), self.lib.HTTPStatusError)
 
 
-def httpx_event_hooks(
-    *,
-    vendor: str | None = None,
-    vendor_hosts: Mapping[str, str] | None = None,
-    detectors: Iterable[Detector] | None = None,
-    business_codes: bool = True,
-    ignore: Iterable[Category | str] = (),
-) -> dict[str, list[Callable[[Any], Any]]]:
+def event_hooks_for(lib: ModuleType, options: HookOptions) -> dict[str, list[Callable[[Any], Any]]]:
+    """The event hooks of a ``Client`` of ``lib`` (``httpx`` or ``httpx2``)."""
+    judge = _HttpxJudge(lib, options)
+
+    def on_response(response: httpx.Response) -> None:
+        body = None
+        if judge.wants(response):
+            with contextlib.suppress(lib.HTTPError):
+                body = response.read()
+        judge.done(response, body)
+
+    return {"request": [], "response": [on_response]}
+
+
+def async_event_hooks_for(
+    lib: ModuleType, options: HookOptions
+) -> dict[str, list[Callable[[Any], Awaitable[Any]]]]:
+    """The event hooks of an ``AsyncClient`` of ``lib`` (``httpx`` or ``httpx2``)."""
+    judge = _HttpxJudge(lib, options)
+
+    async def on_response(response: httpx.Response) -> None:
+        body = None
+        if judge.wants(response):
+            with contextlib.suppress(lib.HTTPError):
+                body = await response.aread()
+        judge.done(response, body)
+
+    return {"request": [], "response": [on_response]}
+
+
+def httpx_event_hooks(**options: Unpack[HookOptions]) -> dict[str, list[Callable[[Any], Any]]]:
     """Event hooks for ``httpx.Client(event_hooks=...)``.
 
     Args:
-        vendor: pin the vendor.
-        vendor_hosts: host name (without port) -> vendor name.
-        detectors: detectors to use instead of the registered chain.
-        business_codes: read small JSON 2xx bodies for Playwave business results.
-        ignore: categories not to raise.
+        **options: ``vendor``, ``vendor_hosts``, ``detectors``,
+            ``business_codes`` and ``ignore``, typed and described by
+            :class:`~resilience.hooks.HookOptions`.
     """
-    judge = _Judge(vendor, vendor_hosts, detectors, business_codes, ignore)
-
-    def on_response(response: httpx.Response) -> None:
-        decided = judge.decided(response)
-        if decided is not None:
-            judge.check(decided, response, httpx.HTTPStatusError)
-            return
-        host, method, path = _httpx_judge_args(response)
-        body = None
-        if judge.wants_body(response.status_code, host, response.headers):
-            try:
-                body = response.read()
-            except httpx.HTTPError:
-                body = None
-        c = judge.classify(response.status_code, response.headers, body, host, method, path)
-        judge.check(c, response, httpx.HTTPStatusError)
-
-    return {"request": [], "response": [on_response]}
+    return event_hooks_for(httpx, options)
 
 
 def async_httpx_event_hooks(
-    *,
-    vendor: str | None = None,
-    vendor_hosts: Mapping[str, str] | None = None,
-    detectors: Iterable[Detector] | None = None,
-    business_codes: bool = True,
-    ignore: Iterable[Category | str] = (),
+    **options: Unpack[HookOptions],
 ) -> dict[str, list[Callable[[Any], Awaitable[Any]]]]:
     """Event hooks for ``httpx.AsyncClient(event_hooks=...)`` (see :func:`httpx_event_hooks`)."""
-    judge = _Judge(vendor, vendor_hosts, detectors, business_codes, ignore)
-
-    async def on_response(response: httpx.Response) -> None:
-        decided = judge.decided(response)
-        if decided is not None:
-            judge.check(decided, response, httpx.HTTPStatusError)
-            return
-        host, method, path = _httpx_judge_args(response)
-        body = None
-        if judge.wants_body(response.status_code, host, response.headers):
-            try:
-                body = await response.aread()
-            except httpx.HTTPError:
-                body = None
-        c = judge.classify(response.status_code, response.headers, body, host, method, path)
-        judge.check(c, response, httpx.HTTPStatusError)
-
-    return {"request": [], "response": [on_response]}
+    return async_event_hooks_for(httpx, options)
 
 
-def requests_response_hook(
-    *,
-    vendor: str | None = None,
-    vendor_hosts: Mapping[str, str] | None = None,
-    detectors: Iterable[Detector] | None = None,
-    business_codes: bool = True,
-    ignore: Iterable[Category | str] = (),
-) -> Callable[..., None]:
+def requests_response_hook(**options: Unpack[HookOptions]) -> Callable[..., None]:
     """A hook for ``session.hooks["response"]`` (see :func:`httpx_event_hooks`)."""
     from urllib.parse import urlsplit
 
-    judge = _Judge(vendor, vendor_hosts, detectors, business_codes, ignore)
+    judge = _Judge(**options)
 
     def on_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        decided = judge.decided(response)
-        if decided is not None:
-            judge.check(decided, response, requests.HTTPError)
-            return
         request = response.request
         try:
             split = urlsplit(request.url or "")
@@ -213,12 +239,13 @@ def requests_response_hook(
         # Without stream=True, requests reads the whole body right after the
         # hooks: reading it here first costs nothing more.
         any_length = not kwargs.get("stream", False)
-        if judge.wants_body(response.status_code, host, response.headers, any_length=any_length):
+        if judge.decided(response) is None and judge.wants_body(
+            response.status_code, host, response.headers, any_length=any_length
+        ):
             try:
                 body = response.content
             except requests.RequestException:
                 body = None
-        c = judge.classify(response.status_code, response.headers, body, host, request.method, path)
-        judge.check(c, response, requests.HTTPError)
+        judge.settle(response, body, (host, request.method, path), requests.HTTPError)
 
     return on_response

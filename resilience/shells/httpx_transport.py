@@ -1,20 +1,30 @@
 """httpx transports: ``ResilientTransport`` and ``AsyncResilientTransport``.
 
-Each wraps an inner transport (``httpx.HTTPTransport()`` /
-``httpx.AsyncHTTPTransport()`` unless one is given) and runs every request
-through the one retry flow of :mod:`resilience.core.flow`.
+One implementation serves httpx and its successor httpx2 (the same API under
+another import name). Everything here that touches a library's objects reaches
+them through the library module it was built for: :func:`wire_for` gives the
+:class:`HttpxWire` of a module (cached per module), and the transports are
+:class:`SyncShell` / :class:`AsyncShell` declared over the library's own
+``BaseTransport`` / ``AsyncBaseTransport``, so each library's client accepts
+them and type checkers see its types. This module declares them for httpx;
+:mod:`resilience.httpx2` declares them for httpx2.
+
+Each transport wraps an inner transport (the library's ``HTTPTransport()`` /
+``AsyncHTTPTransport()`` unless one is given) and runs every request through
+the one retry flow of :mod:`resilience.core.flow`.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from types import TracebackType
-from typing import Any
+from types import ModuleType, TracebackType
+from typing import Any, ClassVar, Generic, TypeVar
 
 import anyio
 import httpx
-from typing_extensions import Unpack
+from typing_extensions import Self, Unpack
 
 from resilience.core.classification import Classification
 from resilience.core.engine import ErrorKind
@@ -33,22 +43,85 @@ from resilience.core.testing_mode import real_async_sleep, real_sleep
 from resilience.errors import ResilienceError, mixed_class
 from resilience.regions import RequestParts
 
-__all__ = ["AsyncResilientTransport", "ResilientTransport"]
+__all__ = [
+    "AsyncResilientTransport",
+    "AsyncShell",
+    "HttpxWire",
+    "ResilientTransport",
+    "SyncShell",
+    "wire_for",
+]
 
-# Errors raised before the request could reach the server.
-_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
-# Errors after which the server may have processed the request.
-_UNKNOWN_ERRORS = (
-    httpx.ReadTimeout,
-    httpx.WriteTimeout,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpx.RemoteProtocolError,
-)
+Inner = TypeVar("Inner")  # the library's (async) base transport
+Req = TypeVar("Req")  # its Request
+Resp = TypeVar("Resp")  # its Response
 
 
-class _HttpxWire:
-    """What the flow needs to know about httpx requests and responses."""
+class _Chained:
+    """The chunks already read, then the rest of the original stream."""
+
+    def __init__(self, head: list[bytes], rest: Iterator[bytes], original: Any) -> None:
+        self._head, self._rest, self._original = head, rest, original
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._head
+        self._head = []
+        yield from self._rest
+
+    def close(self) -> None:
+        self._original.close()
+
+
+class _AsyncChained:
+    """The chunks already read, then the rest of the original stream."""
+
+    def __init__(self, head: list[bytes], rest: AsyncIterator[bytes], original: Any) -> None:
+        self._head, self._rest, self._original = head, rest, original
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._head:
+            yield chunk
+        self._head = []
+        async for chunk in self._rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._original.aclose()
+
+
+class HttpxWire:
+    """What the flow needs to know about the requests and responses of one
+    library of the httpx family (``httpx`` or ``httpx2``), given as its module.
+
+    The annotations name httpx; the objects are those of ``lib``.
+    """
+
+    def __init__(self, lib: ModuleType) -> None:
+        self.lib = lib
+        # Errors raised before the request could reach the server.
+        self.connect_errors: tuple[type[Exception], ...] = (
+            lib.ConnectError,
+            lib.ConnectTimeout,
+            lib.PoolTimeout,
+            lib.ProxyError,
+        )
+        # Errors after which the server may have processed the request.
+        self.unknown_errors: tuple[type[Exception], ...] = (
+            lib.ReadTimeout,
+            lib.WriteTimeout,
+            lib.ReadError,
+            lib.WriteError,
+            lib.RemoteProtocolError,
+        )
+        # The library checks a response's stream against its own base classes.
+        self.chained: type[_Chained] = type("ChainedStream", (_Chained, lib.SyncByteStream), {})
+        self.async_chained: type[_AsyncChained] = type(
+            "AsyncChainedStream", (_AsyncChained, lib.AsyncByteStream), {}
+        )
+
+    def in_memory(self, stream: object) -> bool:
+        """Whether ``stream`` holds its bytes (a replayable request body, a read response)."""
+        return isinstance(stream, self.lib.ByteStream)
 
     def method(self, request: httpx.Request) -> str:
         return request.method
@@ -68,27 +141,28 @@ class _HttpxWire:
 
     def replayable(self, request: httpx.Request) -> bool:
         # Bytes bodies are held in a ByteStream; generators and files are not.
-        return isinstance(request.stream, httpx.ByteStream)
+        return self.in_memory(request.stream)
+
+    def _request_body(self, request: httpx.Request) -> bytes | None:
+        return request.read() if self.in_memory(request.stream) else None
 
     def parts(self, request: httpx.Request) -> RequestParts:
-        body = None
-        if isinstance(request.stream, httpx.ByteStream):
-            body = request.read() or None
         return RequestParts(
             method=request.method,
             url=str(request.url),
             headers=tuple(request.headers.multi_items()),
-            body=body,
+            body=self._request_body(request) or None,
         )
 
     def rebuild(self, request: httpx.Request, parts: RequestParts) -> httpx.Request:
-        return httpx.Request(
+        rebuilt: httpx.Request = self.lib.Request(
             parts.method,
             parts.url,
             headers=list(parts.headers),
             content=parts.body,
             extensions=request.extensions,
         )
+        return rebuilt
 
     def status(self, response: httpx.Response) -> int:
         return response.status_code
@@ -100,9 +174,7 @@ class _HttpxWire:
     def view(
         self, response: httpx.Response, body: bytes | None, request: httpx.Request
     ) -> ResponseView:
-        request_body = None
-        if isinstance(request.stream, httpx.ByteStream):
-            request_body = request.read()
+        request_body = self._request_body(request)
         return ResponseView(
             status=response.status_code,
             headers=response.headers,
@@ -119,20 +191,21 @@ class _HttpxWire:
         classification: Classification,
         base: type[ResilienceError],
     ) -> BaseException:
-        error = mixed_class(base, httpx.ConnectError)(classification)
+        error = mixed_class(base, self.lib.ConnectError)(classification)
         error._request = request  # type: ignore[attr-defined]
         return error
 
     def error_kind(self, error: BaseException) -> ErrorKind | None:
-        if not isinstance(error, httpx.TransportError):
+        lib = self.lib
+        if not isinstance(error, lib.TransportError):
             return None
-        if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+        if isinstance(error, (lib.UnsupportedProtocol, lib.LocalProtocolError)):
             return ErrorKind.FATAL  # the same request meets the same refusal
         if tls_failure(error):
             return ErrorKind.FATAL
-        if isinstance(error, _CONNECT_ERRORS):
+        if isinstance(error, self.connect_errors):
             return ErrorKind.CONNECT
-        if isinstance(error, _UNKNOWN_ERRORS):
+        if isinstance(error, self.unknown_errors):
             return ErrorKind.UNKNOWN
         return ErrorKind.FATAL
 
@@ -142,56 +215,43 @@ class _HttpxWire:
     def attach(self, response: httpx.Response, history: History) -> None:
         response.extensions[ATTEMPTS_KEY] = history
 
+    # -- for the IO below --------------------------------------------------------
 
-_WIRE = _HttpxWire()
+    def replacement(self, response: httpx.Response, stream: Any) -> httpx.Response:
+        """``response`` over another stream."""
+        replaced: httpx.Response = self.lib.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=stream,
+            extensions=response.extensions,
+        )
+        return replaced
 
+    def whole(
+        self, response: httpx.Response, head: list[bytes]
+    ) -> tuple[httpx.Response, bytes | None]:
+        """The response rebuilt over the raw bytes read, and their bounded decoding."""
+        raw = b"".join(head)
+        body = bounded_decode(raw, response.headers.get("content-encoding"))
+        return self.replacement(response, self.lib.ByteStream(raw)), body
 
-class _ChainedStream(httpx.SyncByteStream):
-    """The chunks already read, then the rest of the original stream."""
+    def deadline_error(self, what: str) -> Exception:
+        # No request: the client attaches it as the error passes (request_context).
+        error: Exception = self.lib.ReadTimeout(f"the call's time ran out while {what}")
+        return error
 
-    def __init__(self, head: list[bytes], rest: Iterator[bytes], original: Any) -> None:
-        self._head, self._rest, self._original = head, rest, original
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._head
-        self._head = []
-        yield from self._rest
-
-    def close(self) -> None:
-        self._original.close()
-
-
-class _AsyncChainedStream(httpx.AsyncByteStream):
-    """The chunks already read, then the rest of the original stream."""
-
-    def __init__(self, head: list[bytes], rest: AsyncIterator[bytes], original: Any) -> None:
-        self._head, self._rest, self._original = head, rest, original
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._head:
-            yield chunk
-        self._head = []
-        async for chunk in self._rest:
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._original.aclose()
+    def complete(self, response: httpx.Response, size: int) -> bool:
+        """Whether ``size`` bytes are the whole body (nothing more to wait for)."""
+        if self.in_memory(response.stream):
+            return True  # in memory: no network to wait on
+        length = content_length(response.headers)
+        return length is not None and size >= length
 
 
-def _replacement(response: httpx.Response, stream: Any) -> httpx.Response:
-    return httpx.Response(
-        response.status_code,
-        headers=response.headers,
-        stream=stream,
-        extensions=response.extensions,
-    )
-
-
-def _whole(response: httpx.Response, head: list[bytes]) -> tuple[httpx.Response, bytes | None]:
-    """The response rebuilt over the raw bytes read, and their bounded decoding."""
-    raw = b"".join(head)
-    body = bounded_decode(raw, response.headers.get("content-encoding"))
-    return _replacement(response, httpx.ByteStream(raw)), body
+@functools.cache
+def wire_for(lib: ModuleType) -> HttpxWire:
+    """The :class:`HttpxWire` of the library module ``lib`` (one per module)."""
+    return HttpxWire(lib)
 
 
 _ORIGINAL_TIMEOUT = "resilience.timeout"
@@ -213,24 +273,11 @@ def _cut_timeouts(request: httpx.Request, budget: float) -> None:
     }
 
 
-def _deadline_error(what: str) -> httpx.ReadTimeout:
-    # No request: the client attaches it as the error passes (request_context).
-    return httpx.ReadTimeout(f"the call's time ran out while {what}")
-
-
-def _complete(response: httpx.Response, size: int) -> bool:
-    """Whether ``size`` bytes are the whole body (nothing more to wait for)."""
-    if isinstance(response.stream, httpx.ByteStream):
-        return True  # in memory: no network to wait on
-    length = content_length(response.headers)
-    return length is not None and size >= length
-
-
 class _SyncIO:
-    __slots__ = ("_transport",)
+    __slots__ = ("_transport", "_wire")
 
-    def __init__(self, transport: httpx.BaseTransport) -> None:
-        self._transport = transport
+    def __init__(self, transport: httpx.BaseTransport, wire: HttpxWire) -> None:
+        self._transport, self._wire = transport, wire
 
     def send(self, request: httpx.Request, budget: float | None) -> httpx.Response:
         # The wrapped transport's method is looked up on each call: test tools
@@ -248,34 +295,38 @@ class _SyncIO:
         length = content_length(response.headers)
         if length is not None and length > MAX_BODY:
             return response, None
+        wire = self._wire
         head: list[bytes] = []
         size = 0
-        stream = response.stream
-        assert isinstance(stream, httpx.SyncByteStream)
+        stream: Any = response.stream  # the library's SyncByteStream
         chunks = iter(stream)
         for chunk in chunks:
             head.append(chunk)
             size += len(chunk)
             if size > MAX_BODY:
-                return _replacement(response, _ChainedStream(head, chunks, stream)), None
-            if until is not None and time.monotonic() >= until and not _complete(response, size):
-                raise _deadline_error("its error body was read")
+                return wire.replacement(response, wire.chained(head, chunks, stream)), None
+            if (
+                until is not None
+                and time.monotonic() >= until
+                and not wire.complete(response, size)
+            ):
+                raise wire.deadline_error("its error body was read")
         stream.close()
-        return _whole(response, head)
+        return wire.whole(response, head)
 
     def discard(self, response: httpx.Response) -> None:
         # A body already held in memory ties up no connection: leave it
         # readable, in case the call ends up returning this response after all
         # (a retry the circuit breaker or the rate limit then refuses).
-        if not isinstance(response.stream, httpx.ByteStream):
+        if not self._wire.in_memory(response.stream):
             response.close()
 
 
 class _AsyncIO:
-    __slots__ = ("_transport",)
+    __slots__ = ("_transport", "_wire")
 
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        self._transport = transport
+    def __init__(self, transport: httpx.AsyncBaseTransport, wire: HttpxWire) -> None:
+        self._transport, self._wire = transport, wire
 
     def send(self, request: httpx.Request, budget: float | None) -> Awaitable[httpx.Response]:
         # The wrapped transport's coroutine itself when there is no budget: no
@@ -290,79 +341,75 @@ class _AsyncIO:
         # the whole attempt, whatever the server drips.
         with anyio.move_on_after(budget):
             return await self._transport.handle_async_request(request)
-        raise _deadline_error("waiting for an answer")
+        raise self._wire.deadline_error("waiting for an answer")
 
     async def read(
         self, response: httpx.Response, until: float | None
     ) -> tuple[httpx.Response, bytes | None]:
-        if until is None or isinstance(response.stream, httpx.ByteStream):
+        if until is None or self._wire.in_memory(response.stream):
             return await self._read(response)  # no deadline, or nothing to wait on
         with anyio.move_on_after(until - time.monotonic()):
             return await self._read(response)
-        raise _deadline_error("its error body was read")
+        raise self._wire.deadline_error("its error body was read")
 
     async def _read(self, response: httpx.Response) -> tuple[httpx.Response, bytes | None]:
         length = content_length(response.headers)  # see _SyncIO.read
         if length is not None and length > MAX_BODY:
             return response, None
+        wire = self._wire
         head: list[bytes] = []
         size = 0
-        stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
+        stream: Any = response.stream  # the library's AsyncByteStream
         chunks = stream.__aiter__()
         async for chunk in chunks:
             head.append(chunk)
             size += len(chunk)
             if size > MAX_BODY:
-                return _replacement(response, _AsyncChainedStream(head, chunks, stream)), None
+                return wire.replacement(response, wire.async_chained(head, chunks, stream)), None
         await stream.aclose()
-        return _whole(response, head)
+        return wire.whole(response, head)
 
     async def discard(self, response: httpx.Response) -> None:
-        if not isinstance(response.stream, httpx.ByteStream):  # see _SyncIO.discard
+        if not self._wire.in_memory(response.stream):  # see _SyncIO.discard
             await response.aclose()
 
 
-class ResilientTransport(httpx.BaseTransport):
-    """An httpx transport that retries what the vendors say to retry.
+class SyncShell(Generic[Inner, Req, Resp]):
+    """The synchronous transport of a library of the httpx family.
 
-    Args:
-        transport: the transport to wrap (``httpx.HTTPTransport()`` by default;
-            any ``httpx.BaseTransport``, ``httpx.MockTransport`` included).
-        policy: a :class:`~resilience.Policy`; keyword arguments override it.
-        **options: the keywords of :class:`~resilience.Policy`, typed by
-            :class:`~resilience.PolicyOptions`.
-
-    ``sleep`` defaults to :func:`time.sleep`. ``on_retry`` and ``sleep`` must
-    be plain functions (returning ``None``): a coroutine function is a type
-    error, and a ``TypeError`` when the transport is built. Closing this
-    transport closes the wrapped one.
+    A concrete transport derives from it and from its library's
+    ``BaseTransport``, and names the library module in ``library``.
     """
+
+    library: ClassVar[ModuleType]
 
     def __init__(
         self,
-        transport: httpx.BaseTransport | None = None,
+        transport: Inner | None = None,
         *,
         policy: Policy | None = None,
         **options: Unpack[PolicyOptions[None]],
     ) -> None:
-        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+        lib = self.library
+        if transport is not None and not isinstance(transport, lib.BaseTransport):
             raise TypeError(
-                "transport must be an httpx.BaseTransport (AsyncResilientTransport is for async)"
+                f"transport must be an {lib.__name__}.BaseTransport"
+                " (AsyncResilientTransport is for async)"
             )
         self.policy = Policy.from_kwargs(policy, options)
-        self._transport = transport if transport is not None else httpx.HTTPTransport()
+        self._transport: Any = transport if transport is not None else lib.HTTPTransport()
         refuse_coroutine_functions(self.policy)
         self._core = Core(self.policy)
-        self._io = _SyncIO(self._transport)
+        self._wire = wire_for(lib)
+        self._io = _SyncIO(self._transport, self._wire)
         self._sleep = self.policy.sleep or real_sleep
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: Req) -> Resp:
         """Send ``request``, retrying per the policy; return the final response."""
-        response: httpx.Response = drive(self._core, _WIRE, request, self._io, self._sleep)
+        response: Resp = drive(self._core, self._wire, request, self._io, self._sleep)
         return response
 
-    def __enter__(self) -> ResilientTransport:
+    def __enter__(self) -> Self:
         self._transport.__enter__()
         return self
 
@@ -379,42 +426,34 @@ class ResilientTransport(httpx.BaseTransport):
         self._transport.close()
 
 
-class AsyncResilientTransport(httpx.AsyncBaseTransport):
-    """The asyncio counterpart of :class:`ResilientTransport`.
+class AsyncShell(Generic[Inner, Req, Resp]):
+    """The asynchronous transport of a library of the httpx family (see :class:`SyncShell`)."""
 
-    Args:
-        transport: the async transport to wrap (``httpx.AsyncHTTPTransport()``
-            by default; ``httpx.MockTransport`` works too).
-        policy: a :class:`~resilience.Policy`; keyword arguments override it.
-        **options: the keywords of :class:`~resilience.Policy`, typed by
-            :class:`~resilience.PolicyOptions`.
-
-    ``sleep`` should be an async callable (a plain one would block the event
-    loop while it waits); it defaults to :func:`anyio.sleep`, which runs under
-    asyncio and trio alike. ``on_retry`` may be a plain or a coroutine
-    function.
-    """
+    library: ClassVar[ModuleType]
 
     def __init__(
         self,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Inner | None = None,
         *,
         policy: Policy | None = None,
         **options: Unpack[PolicyOptions],
     ) -> None:
-        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+        lib = self.library
+        if transport is not None and not isinstance(transport, lib.AsyncBaseTransport):
             raise TypeError(
-                "transport must be an httpx.AsyncBaseTransport (ResilientTransport is for sync)"
+                f"transport must be an {lib.__name__}.AsyncBaseTransport"
+                " (ResilientTransport is for sync)"
             )
         self.policy = Policy.from_kwargs(policy, options)
-        self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
+        self._transport: Any = transport if transport is not None else lib.AsyncHTTPTransport()
         self._core = Core(self.policy)
-        self._io = _AsyncIO(self._transport)
+        self._wire = wire_for(lib)
+        self._io = _AsyncIO(self._transport, self._wire)
         # The flow awaits what the sleep returns when it is awaitable.
         sleep: Any = self.policy.sleep or real_async_sleep
         self._sleep: Callable[[float], Awaitable[Any]] = sleep
 
-    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
+    def handle_async_request(self, request: Req) -> Coroutine[Any, Any, Resp]:
         """Send ``request``, retrying per the policy; return the final response.
 
         Awaited like the base method: it hands back the coroutine of the retry
@@ -422,9 +461,9 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         time the wrapped transport waits on its socket and resumes, the resume
         passes through each coroutine above it).
         """
-        return drive_async(self._core, _WIRE, request, self._io, self._sleep)
+        return drive_async(self._core, self._wire, request, self._io, self._sleep)
 
-    async def __aenter__(self) -> AsyncResilientTransport:
+    async def __aenter__(self) -> Self:
         await self._transport.__aenter__()
         return self
 
@@ -439,3 +478,46 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the wrapped transport."""
         await self._transport.aclose()
+
+
+class ResilientTransport(
+    SyncShell[httpx.BaseTransport, httpx.Request, httpx.Response], httpx.BaseTransport
+):
+    """An httpx transport that retries what the vendors say to retry.
+
+    Args:
+        transport: the transport to wrap (``httpx.HTTPTransport()`` by default;
+            any ``httpx.BaseTransport``, ``httpx.MockTransport`` included).
+        policy: a :class:`~resilience.Policy`; keyword arguments override it.
+        **options: the keywords of :class:`~resilience.Policy`, typed by
+            :class:`~resilience.PolicyOptions`.
+
+    ``sleep`` defaults to :func:`time.sleep`. ``on_retry`` and ``sleep`` must
+    be plain functions (returning ``None``): a coroutine function is a type
+    error, and a ``TypeError`` when the transport is built. Closing this
+    transport closes the wrapped one. For httpx2, use
+    :class:`resilience.httpx2.ResilientTransport`.
+    """
+
+    library: ClassVar[ModuleType] = httpx
+
+
+class AsyncResilientTransport(
+    AsyncShell[httpx.AsyncBaseTransport, httpx.Request, httpx.Response], httpx.AsyncBaseTransport
+):
+    """The asyncio counterpart of :class:`ResilientTransport`.
+
+    Args:
+        transport: the async transport to wrap (``httpx.AsyncHTTPTransport()``
+            by default; ``httpx.MockTransport`` works too).
+        policy: a :class:`~resilience.Policy`; keyword arguments override it.
+        **options: the keywords of :class:`~resilience.Policy`, typed by
+            :class:`~resilience.PolicyOptions`.
+
+    ``sleep`` should be an async callable (a plain one would block the event
+    loop while it waits); it defaults to :func:`anyio.sleep`, which runs under
+    asyncio and trio alike. ``on_retry`` may be a plain or a coroutine
+    function. For httpx2, use :class:`resilience.httpx2.AsyncResilientTransport`.
+    """
+
+    library: ClassVar[ModuleType] = httpx

@@ -10,9 +10,12 @@ import time
 
 import anyio
 import httpx
+import httpx2
+import openai
 import requests
 
 import resilience
+import resilience.httpx2
 from resilience.regions import Header, HostMap, JsonField, QueryParam
 from resilience.stores import MemoryStore, RedisStore
 from resilience.testing import Reply, VendorSimulator
@@ -88,6 +91,31 @@ aclient = httpx.AsyncClient(
     event_hooks=resilience.async_httpx_event_hooks(business_codes=False),
 )
 resilience.AsyncResilientTransport(on_retry=log_retry, sleep=anyio.sleep)
+
+# httpx2, sync and async, and the OpenAI SDK built on it
+client2 = httpx2.Client(
+    transport=resilience.httpx2.ResilientTransport(max_attempts=3, on_retry=log_retry),
+    event_hooks=resilience.httpx2.httpx_event_hooks(vendor="generic"),
+)
+wrapped2 = resilience.httpx2.ResilientTransport(httpx2.HTTPTransport(retries=0), policy=policy)
+aclient2 = httpx2.AsyncClient(
+    transport=resilience.httpx2.AsyncResilientTransport(on_retry=alog_retry, sleep=anyio.sleep),
+    event_hooks=resilience.httpx2.async_httpx_event_hooks(ignore=["not_found"]),
+)
+ai = openai.OpenAI(
+    http_client=httpx2.Client(transport=resilience.httpx2.ResilientTransport()), max_retries=0
+)
+aai = openai.AsyncOpenAI(
+    http_client=httpx2.AsyncClient(transport=resilience.httpx2.AsyncResilientTransport()),
+    max_retries=0,
+)
+
+
+def inspect2(response: httpx2.Response) -> list[resilience.Attempt]:
+    c: resilience.Classification = resilience.classify(response)
+    print(c.category)
+    return resilience.attempts(response)
+
 
 # options built apart, then unpacked
 options: resilience.PolicyOptions[None] = {"max_attempts": 2, "jitter": "none"}

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import httpx2
 
 import resilience
+import resilience.httpx2
 
 
 async def alog_retry(event: resilience.RetryEvent) -> None:
@@ -64,3 +66,11 @@ resilience.httpx_event_hooks(vendr="gameye")
 resilience.async_httpx_event_hooks(business_codes="yes")
 # expect: List item 0 has incompatible type "int"
 resilience.requests_response_hook(ignore=[404])
+# expect: Argument "transport" to "Client" has incompatible type "ResilientTransport"
+httpx2.Client(transport=resilience.ResilientTransport())
+# expect: Argument "transport" to "Client" has incompatible type "ResilientTransport"
+httpx.Client(transport=resilience.httpx2.ResilientTransport())
+# expect: Argument 1 to "ResilientTransport" has incompatible type "MockTransport"
+resilience.httpx2.ResilientTransport(httpx.MockTransport(lambda request: httpx.Response(200)))
+# expect: Unexpected keyword argument "vendr"
+resilience.httpx2.httpx_event_hooks(vendr="gameye")
