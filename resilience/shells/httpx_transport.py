@@ -10,7 +10,8 @@ them and type checkers see its types. This module declares them for httpx;
 :mod:`resilience.httpx2` declares them for httpx2.
 
 Each transport wraps an inner transport (the library's ``HTTPTransport()`` /
-``AsyncHTTPTransport()`` unless one is given) and runs every request through
+``AsyncHTTPTransport()``, through the environment's proxies as the library's
+own client would, unless one is given) and runs every request through
 the one retry flow of :mod:`resilience.core.flow`.
 """
 
@@ -42,6 +43,7 @@ from resilience.core.response import MAX_BODY, ResponseView, bounded_decode, con
 from resilience.core.testing_mode import real_async_sleep, real_sleep
 from resilience.errors import ResilienceError, mixed_class
 from resilience.regions import RequestParts
+from resilience.shells.proxies import default_transport
 
 __all__ = [
     "AsyncResilientTransport",
@@ -397,7 +399,9 @@ class SyncShell(Generic[Inner, Req, Resp]):
                 " (AsyncResilientTransport is for async)"
             )
         self.policy = Policy.from_kwargs(policy, options)
-        self._transport: Any = transport if transport is not None else lib.HTTPTransport()
+        self._transport: Any = (
+            transport if transport is not None else default_transport(lib, asynchronous=False)
+        )
         refuse_coroutine_functions(self.policy)
         self._core = Core(self.policy)
         self._wire = wire_for(lib)
@@ -445,7 +449,9 @@ class AsyncShell(Generic[Inner, Req, Resp]):
                 " (ResilientTransport is for sync)"
             )
         self.policy = Policy.from_kwargs(policy, options)
-        self._transport: Any = transport if transport is not None else lib.AsyncHTTPTransport()
+        self._transport: Any = (
+            transport if transport is not None else default_transport(lib, asynchronous=True)
+        )
         self._core = Core(self.policy)
         self._wire = wire_for(lib)
         self._io = _AsyncIO(self._transport, self._wire)
