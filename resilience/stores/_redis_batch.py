@@ -166,12 +166,14 @@ class ValueOp:
         set: ``True`` for a ``set`` (``amount`` is the value), else an ``incr``.
         amount: what is added, or the value set.
         ttl: seconds the value is kept from when it is written.
+        at: when it was made (monotonic seconds): its value expires ``ttl`` later.
         initial, low, high: the ``incr``'s start and bounds.
     """
 
     set: bool
     amount: float
     ttl: float
+    at: float
     initial: float = 0.0
     low: float = -math.inf
     high: float = math.inf
@@ -192,24 +194,30 @@ class ValueOp:
         ):
             return None
         return ValueOp(
-            False, self.amount + later.amount, later.ttl, later.initial, later.low, later.high
+            False,
+            self.amount + later.amount,
+            later.ttl,
+            later.at,
+            later.initial,
+            later.low,
+            later.high,
         )
 
 
 def replay(
-    value: float | None, expires: float, ops: Sequence[ValueOp], now: float
+    value: float | None, expires: float, ops: Sequence[ValueOp]
 ) -> tuple[float | None, float]:
     """``(value, expires)`` after ``ops``, as :class:`MemoryStore` would compute them."""
     for op in ops:
         if op.set:
-            value, expires = op.amount, now + op.ttl
+            value, expires = op.amount, op.at + op.ttl
             continue
-        current = op.initial if value is None else value
+        current = op.initial if value is None or expires <= op.at else value
         current = max(op.low, min(op.high, current + op.amount))
         if current == op.initial:
-            value, expires = None, now
+            value, expires = None, op.at
         else:
-            value, expires = current, now + op.ttl
+            value, expires = current, op.at + op.ttl
     return value, expires
 
 

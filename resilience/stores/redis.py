@@ -21,7 +21,8 @@ token leasing in distributed limiters:
   in order. A lease holds the tokens of ``lease`` seconds at the slowest
   window's rate, at least 1 and at most the burst; once a lease has been used
   twice in a quarter of a second it is refilled ahead of need (only with slots
-  due within ``lease`` seconds), so a steady caller never waits on Redis. Tokens
+  due within ``lease`` seconds of the last one it held), so a steady caller
+  never waits on Redis. Tokens
   of a lease unused for half a second are given back. A call waits on Redis
   only when its lease is empty and no refill is coming: then at most
   ``timeout`` seconds, after which it is paced locally.
@@ -198,6 +199,7 @@ class _Lease:
         "sent",
         "size",
         "slots",
+        "tail",
         "used",
     )
 
@@ -214,6 +216,7 @@ class _Lease:
         self.epoch = 0  # bumped by a hold: slots fetched before it are dropped
         self.last = -math.inf  # when a slot was last handed out
         self.used = _monotonic()  # when last handed out or filled: idle since
+        self.tail = -math.inf  # the time of the latest slot held or handed out
         self.first: tuple[float, float] | None = None  # (wait, at) of a fetch that got no slot
         self.failed = False  # the last fetch failed: pace locally
 
@@ -407,6 +410,7 @@ class RedisStore:
             if self._down:
                 self._retry_at = -math.inf  # try now
             target = self._started + 1
+            self._urgent = True
             self._ask()
             done = self._arrived.wait_for(lambda: self._done >= target, wait)
             return done and not self._down
@@ -474,8 +478,7 @@ class RedisStore:
     def set(self, key: str, value: float, ttl: float, now: float) -> None:
         """See :meth:`Store.set`; applied here at once, in Redis within ``sync_interval``."""
         check_ttl(ttl)
-        self._touch(key)
-        op = ValueOp(True, float(value), ttl)
+        op = ValueOp(True, float(value), ttl, self._touch(key))
         with self._lock:
             self._mirror.set(key, value, ttl, now)
             self._queue(key, op)
@@ -493,11 +496,11 @@ class RedisStore:
     ) -> float:
         """See :meth:`Store.incr`; applied here at once, in Redis within ``sync_interval``."""
         check_ttl(ttl)
-        self._touch(key)
+        t = self._touch(key)
         mirror = self._mirror
         if not mirror.holds(key) and max(low, min(high, initial + amount)) == initial:
             return initial  # absent, and the result is what absent means: nothing to change
-        op = ValueOp(False, float(amount), ttl, initial, low, high)
+        op = ValueOp(False, float(amount), ttl, t, initial, low, high)
         with self._lock:
             value = mirror.incr(key, amount, ttl, now, initial=initial, low=low, high=high)
             self._queue(key, op)
@@ -505,13 +508,14 @@ class RedisStore:
 
     # -- the caller's side ---------------------------------------------------------------
 
-    def _touch(self, key: str) -> None:
-        """Note that ``key`` is in use; a key not used lately is read back at once."""
+    def _touch(self, key: str) -> float:
+        """Note that ``key`` is in use (now: returned); a key not used lately is read back."""
         t = _monotonic()
         last = self._touched.get(key)
         self._touched[key] = t
         if last is None or t - last > _WATCH:
             self._first_use(key)
+        return t
 
     def _first_use(self, key: str) -> None:
         if self._closed or self._down:
@@ -569,7 +573,9 @@ class RedisStore:
         if wait < 0.0:
             wait = 0.0
         if wait <= max_wait:
-            lease.slots.popleft()
+            slot = lease.slots.popleft()
+            if slot > lease.tail:
+                lease.tail = slot
             if (
                 t - lease.last < _HOT
                 and 2 * len(lease.slots) <= lease.size
@@ -743,7 +749,10 @@ class RedisStore:
             redis_key = self._key(key)
             batch(redis_key).read(redis_key, key)
         for lease, _, count, demand in work.fetches:
-            max_first = self.lease if demand is None else demand
+            # A refill ahead of need takes a slot only if it follows the ones
+            # already held (or just handed out) within ``lease`` seconds.
+            ahead = max(0.0, lease.tail - work.at) + self.lease
+            max_first = ahead if demand is None else demand
             batch(lease.keys[0]).lease(
                 lease.keys, lease.buckets, lease.cost, count, max_first, self.lease, lease
             )
@@ -796,7 +805,7 @@ class RedisStore:
                 elif isinstance(ref, _Lease):
                     self._leased(ref, work, entry, t)
                 elif isinstance(ref, str):
-                    self._read_back(ref, entry, t)
+                    self._read_back(ref, entry, work.at)
 
     def _leased(self, lease: _Lease, work: _Work, entry: list[Any], t: float) -> None:
         epoch = next(e for owner, e, _, _ in work.fetches if owner is lease)
@@ -807,12 +816,14 @@ class RedisStore:
             # Slots count from when the answer came: never earlier than Redis gave them.
             lease.slots.extend(t + w for w in waits[1:])
             lease.used = t
+            lease.tail = max(lease.tail, lease.slots[-1])
 
-    def _read_back(self, key: str, entry: list[Any], t: float) -> None:
+    def _read_back(self, key: str, entry: list[Any], sent: float) -> None:
         raw, pttl = entry[0], int(entry[1])
         value = None if raw is None or pttl == -2 else float(raw)
-        expires = math.inf if pttl < 0 else t + pttl / 1000.0
-        value, expires = replay(value, expires, self._ops.get(key, ()), t)
+        # Redis counted the time to live from a moment after ``sent``: never later.
+        expires = math.inf if pttl < 0 else sent + pttl / 1000.0
+        value, expires = replay(value, expires, self._ops.get(key, ()))
         self._mirror.put(key, value, expires)
 
     def _failed(self, exc: BaseException, t: float) -> None:
