@@ -357,3 +357,38 @@ def test_a_cluster_store_shares_values_leases_and_holds_across_slots() -> None:
         here.close()
         there.close()
         client.close()
+
+
+def test_threads_using_many_keys_while_the_store_syncs_lose_no_change(redis_url: str) -> None:
+    raw = redis.Redis.from_url(redis_url)
+    prefix = _prefix()
+    store = RedisStore(redis_url, prefix=prefix, sync_interval=0.001)
+    errors: list[BaseException] = []
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            errors.append(args.exc_value)
+
+    threading.excepthook = hook
+
+    def work(n: int) -> None:
+        for i in range(500):
+            key = f"k{(n + i) % 40}"
+            store.incr(key, 1.0, 60.0, 0.0)
+            store.get_many([key, f"other{i % 7}"], 0.0)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert store.sync()
+    finally:
+        threading.excepthook = previous
+    assert errors == []
+    assert sum(float(raw.get(f"{prefix}k{i}") or 0) for i in range(40)) == 2000.0
+    assert sum(store.get(f"k{i}", 0.0) or 0.0 for i in range(40)) == 2000.0
+    store.close()
+    raw.close()

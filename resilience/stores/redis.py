@@ -511,20 +511,22 @@ class RedisStore:
     def _touch(self, key: str) -> float:
         """Note that ``key`` is in use (now: returned); a key not used lately is read back."""
         t = _monotonic()
-        last = self._touched.get(key)
-        self._touched[key] = t
+        touched = self._touched
+        last = touched.get(key)
         if last is None or t - last > _WATCH:
-            self._first_use(key)
+            self._first_use(key, t)
+        else:
+            touched[key] = t  # a key already there: the dict keeps its size
         return t
 
-    def _first_use(self, key: str) -> None:
-        if self._closed or self._down:
-            return
+    def _first_use(self, key: str, t: float) -> None:
         if key not in self._bad and not self._sendable(self._key(key)):
             self._bad.add(key)
-        with self._lock:
-            self._urgent = True
-            self._ask()
+        with self._lock:  # keys are added (and removed) under the lock only
+            self._touched[key] = t
+            if not (self._closed or self._down):
+                self._urgent = True
+                self._ask()
 
     def _queue(self, key: str, op: ValueOp) -> None:
         """Queue ``op`` for Redis (under the lock)."""
@@ -680,7 +682,7 @@ class RedisStore:
                 return math.inf
             if self._urgent and t >= self._retry_at:
                 return t
-            active = any(t - last <= _WATCH for last in self._touched.values()) or bool(
+            active = any(t - last <= _WATCH for last in list(self._touched.values())) or bool(
                 self._leases
             )
             return max(self._retry_at, t) if active else math.inf
@@ -715,12 +717,13 @@ class RedisStore:
             elif not lease.slots and not lease.fetching and t - lease.used > _FORGET:
                 del self._leases[ident]
         work.returns, self._returns = self._returns, []
-        stale = [key for key, last in self._touched.items() if t - last > _WATCH]
+        # A snapshot (atomic under the GIL): callers update the times meanwhile.
+        stale = [key for key, last in list(self._touched.items()) if t - last > _WATCH]
         for key in stale:
             del self._touched[key]
             if key not in work.ops:
                 self._mirror.put(key, None, 0.0)  # read as absent until read back again
-        work.reads = [key for key in self._touched if key not in self._bad]
+        work.reads = [key for key in list(self._touched) if key not in self._bad]
         return work
 
     def _send(self, work: _Work) -> list[tuple[Batch, list[Any] | BaseException]]:
