@@ -113,7 +113,7 @@ def running_redis_cluster(nodes: int = 3) -> Iterator[Cluster]:
             port = free_port()
             if port + 10000 < 65536 and port not in ports:
                 ports.append(port)
-        processes = []
+        processes: list[subprocess.Popen[bytes]] = []
         cluster = Cluster(ports, processes)
         try:
             for port in ports:
@@ -157,7 +157,7 @@ def running_redis_cluster(nodes: int = 3) -> Iterator[Cluster]:
                 for p in ports:
                     client = redis.Redis(port=p, socket_timeout=1.0)
                     try:
-                        states.append(client.execute_command("CLUSTER", "INFO"))
+                        states.append(client.execute_command("CLUSTER", "INFO"))  # type: ignore[no-untyped-call]
                     finally:
                         client.close()
                 text = [s.decode() if isinstance(s, bytes) else str(s) for s in states]
