@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from resilience.stores.base import Bucket
@@ -158,7 +157,6 @@ def ms(seconds: float) -> str:
     return str(min(_MAX_MS, max(1, math.ceil(seconds * 1000.0))))
 
 
-@dataclass(frozen=True, slots=True)
 class ValueOp:
     """A change to one value made locally and not yet in Redis.
 
@@ -170,38 +168,45 @@ class ValueOp:
         initial, low, high: the ``incr``'s start and bounds.
     """
 
-    set: bool
-    amount: float
-    ttl: float
-    at: float
-    initial: float = 0.0
-    low: float = -math.inf
-    high: float = math.inf
+    __slots__ = ("amount", "at", "high", "initial", "low", "set", "ttl")
 
-    def merged(self, later: ValueOp) -> ValueOp | None:
-        """One op doing both, or ``None`` when they do not fold into one.
+    def __init__(
+        self,
+        set: bool,
+        amount: float,
+        ttl: float,
+        at: float,
+        initial: float = 0.0,
+        low: float = -math.inf,
+        high: float = math.inf,
+    ) -> None:
+        self.set = set
+        self.amount = amount
+        self.ttl = ttl
+        self.at = at
+        self.initial = initial
+        self.low = low
+        self.high = high
 
-        A ``set`` makes what came before it irrelevant. Two increments fold
-        when their bounds agree and their amounts have the same sign: clamping
-        each step then gives what clamping the sum gives.
+    def absorb(
+        self, amount: float, ttl: float, at: float, initial: float, low: float, high: float
+    ) -> bool:
+        """Fold a later increment into this one if they fold; whether they did.
+
+        Two increments fold when their bounds agree and their amounts have the
+        same sign: clamping each step then gives what clamping the sum gives.
         """
-        if later.set:
-            return later
         if (
             self.set
-            or (self.amount < 0) != (later.amount < 0)
-            or (self.initial, self.low, self.high) != (later.initial, later.low, later.high)
+            or (self.amount < 0) != (amount < 0)
+            or self.initial != initial
+            or self.low != low
+            or self.high != high
         ):
-            return None
-        return ValueOp(
-            False,
-            self.amount + later.amount,
-            later.ttl,
-            later.at,
-            later.initial,
-            later.low,
-            later.high,
-        )
+            return False
+        self.amount += amount
+        self.ttl, self.at = ttl, at
+        return True
 
 
 def replay(

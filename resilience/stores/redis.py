@@ -178,6 +178,8 @@ _FORGET = 30.0
 _PUSH_AT = 256
 #: The most slots one lease holds, whatever the rate and burst.
 _MAX_LEASE = 1000
+#: Bucket lists remembered by identity (cleared when full).
+_MAX_LISTS = 1024
 
 _monotonic = time.monotonic
 
@@ -194,6 +196,7 @@ class _Lease:
         "fetching",
         "first",
         "gen",
+        "ident",
         "keys",
         "last",
         "sent",
@@ -203,7 +206,15 @@ class _Lease:
         "used",
     )
 
-    def __init__(self, buckets: tuple[Bucket, ...], keys: list[str], cost: float, size: int):
+    def __init__(
+        self,
+        ident: tuple[Any, ...],
+        buckets: tuple[Bucket, ...],
+        keys: list[str],
+        cost: float,
+        size: int,
+    ):
+        self.ident = ident
         self.buckets = buckets
         self.keys = keys  # as in Redis
         self.cost = cost
@@ -260,6 +271,7 @@ class RedisStore:
         "_arrived",
         "_bad",
         "_busy_since",
+        "_by_list",
         "_client",
         "_closed",
         "_confined",
@@ -334,6 +346,7 @@ class RedisStore:
         self._confined: set[str] = set()  # kinds of confined errors already logged
         self._bad: set[str] = set()  # keys the client cannot send: kept local
         self._leases: dict[tuple[Any, ...], _Lease] = {}
+        self._by_list: dict[int, tuple[Sequence[Bucket], float, _Lease]] = {}
         self._touched: dict[str, float] = {}  # value key -> when this process last used it
         self._fresh()
         _STORES.add(self)
@@ -360,6 +373,7 @@ class RedisStore:
         self._mirror.after_fork()
         self._fresh()
         self._leases = {}
+        self._by_list = {}
         self._touched = {}
 
     @property
@@ -426,12 +440,29 @@ class RedisStore:
             return 0.0
         if self._down or self._closed:
             return self._mirror.take(buckets, cost, now, max_wait)
-        ident = (cost, *buckets)
-        lease = self._leases.get(ident)
-        if lease is None:
-            lease = self._new_lease(ident, buckets, cost)
-            if lease is None:
-                return self._mirror.take(buckets, cost, now, max_wait)
+        # A limiter passes the same list for a key every time: find its lease by
+        # identity first (holding the list, so its id is not reused).
+        known = self._by_list.get(id(buckets))
+        if (
+            known is not None
+            and known[0] is buckets
+            and known[1] == cost
+            and len(buckets) == len(known[2].buckets)
+            and buckets[0] is known[2].buckets[0]
+            and buckets[-1] is known[2].buckets[-1]
+        ):
+            lease = known[2]
+        else:
+            ident = (cost, *buckets)
+            found = self._leases.get(ident)
+            if found is None:
+                found = self._new_lease(ident, buckets, cost)
+                if found is None:
+                    return self._mirror.take(buckets, cost, now, max_wait)
+            lease = found
+            if len(self._by_list) >= _MAX_LISTS:
+                self._by_list = {}
+            self._by_list[id(buckets)] = (buckets, cost, lease)
         t = _monotonic()
         with self._lock:
             if lease.slots:
@@ -471,17 +502,26 @@ class RedisStore:
 
     def get_many(self, keys: Sequence[str], now: float) -> list[float | None]:
         """See :meth:`Store.get_many`; read from this process's copy."""
+        t = _monotonic()
+        touched = self._touched
         for key in keys:
-            self._touch(key)
+            last = touched.get(key)
+            if last is None or t - last > _WATCH:
+                self._first_use(key, t)
+            else:
+                touched[key] = t
         return self._mirror.get_many(keys, now)
 
     def set(self, key: str, value: float, ttl: float, now: float) -> None:
         """See :meth:`Store.set`; applied here at once, in Redis within ``sync_interval``."""
         check_ttl(ttl)
-        op = ValueOp(True, float(value), ttl, self._touch(key))
+        t = self._touch(key)
         with self._lock:
             self._mirror.set(key, value, ttl, now)
-            self._queue(key, op)
+            if self._shared(key):
+                # a set makes what came before it irrelevant
+                self._ops[key] = [ValueOp(True, float(value), ttl, t)]
+                self._queued()
 
     def incr(
         self,
@@ -500,10 +540,15 @@ class RedisStore:
         mirror = self._mirror
         if not mirror.holds(key) and max(low, min(high, initial + amount)) == initial:
             return initial  # absent, and the result is what absent means: nothing to change
-        op = ValueOp(False, float(amount), ttl, t, initial, low, high)
         with self._lock:
             value = mirror.incr(key, amount, ttl, now, initial=initial, low=low, high=high)
-            self._queue(key, op)
+            if self._shared(key):
+                ops = self._ops.get(key)
+                if ops is None:
+                    self._ops[key] = [ValueOp(False, amount, ttl, t, initial, low, high)]
+                elif not ops[-1].absorb(amount, ttl, t, initial, low, high):
+                    ops.append(ValueOp(False, amount, ttl, t, initial, low, high))
+                self._queued()
         return value
 
     # -- the caller's side ---------------------------------------------------------------
@@ -528,24 +573,17 @@ class RedisStore:
                 self._urgent = True
                 self._ask()
 
-    def _queue(self, key: str, op: ValueOp) -> None:
-        """Queue ``op`` for Redis (under the lock)."""
+    def _shared(self, key: str) -> bool:
+        """Whether a change to ``key`` is to be sent to Redis (under the lock)."""
         if self._down or self._closed:
-            return
+            return False
         if key in self._bad:
             self._confined_failure("UnicodeEncodeError", f"the client cannot send key {key!r}")
-            return
-        ops = self._ops.get(key)
-        if ops is None:
-            self._ops[key] = [op]
-        else:
-            merged = ops[-1].merged(op)
-            if merged is None:
-                ops.append(op)
-            elif op.set:
-                ops[:] = [op]
-            else:
-                ops[-1] = merged
+            return False
+        return True
+
+    def _queued(self) -> None:
+        """One more change queued (under the lock): push early when many are."""
         self._pending += 1
         if self._pending >= _PUSH_AT:
             self._urgent = True
@@ -565,7 +603,7 @@ class RedisStore:
             tokens = min(b.rate for b in buckets) * self.lease
             burst = min(b.capacity for b in buckets)
             size = max(1, min(_MAX_LEASE, int(min(tokens, burst) / cost)))
-        lease = _Lease(tuple(buckets), keys, cost, size)
+        lease = _Lease(ident, tuple(buckets), keys, cost, size)
         with self._lock:
             return self._leases.setdefault(ident, lease)
 
@@ -593,6 +631,8 @@ class RedisStore:
         """Wait (at most ``timeout``) for slots from Redis; ``None``: pace locally."""
         deadline = t + self.timeout
         with self._lock:
+            if self._leases.get(lease.ident) is not lease:  # forgotten while idle: back in use
+                self._leases[lease.ident] = lease
             while True:
                 if lease.slots:
                     return self._pop(lease, _monotonic(), max_wait)
@@ -716,6 +756,7 @@ class RedisStore:
                 work.fetches.append((lease, lease.epoch, count, lease.demand))
             elif not lease.slots and not lease.fetching and t - lease.used > _FORGET:
                 del self._leases[ident]
+                self._by_list = {}
         work.returns, self._returns = self._returns, []
         # A snapshot (atomic under the GIL): callers update the times meanwhile.
         stale = [key for key, last in list(self._touched.items()) if t - last > _WATCH]
