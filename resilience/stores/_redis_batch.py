@@ -96,14 +96,15 @@ ops['r'] = function(p)
   end
   return 1
 end
--- lease: cost, count, max_first, horizon, buckets -> {first wait, wait of each slot granted}
+-- lease: cost, count, max_first, horizon, buckets
+--   -> {first wait, slots granted with no wait, wait of each later slot granted}
 -- Slot k waits as the k-th of k successive takes would; the first is granted only
 -- within max_first, the next ones only within horizon of the first.
 ops['l'] = function(p)
   local cost, count = tonumber(ARGV[p]), tonumber(ARGV[p + 1])
   local max_first, horizon = tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3])
   local m, ks, rates, caps, bs, ats = buckets(p + 4)
-  local out, first = {}, 0
+  local out, first, now_slots = {}, 0, 0
   for k = 1, count do
     local w = 0
     for j = 1, m do
@@ -117,11 +118,12 @@ ops['l'] = function(p)
       break
     end
     for j = 1, m do bs[j] = bs[j] - cost end
-    out[#out + 1] = num(w)
+    if w <= 0 then now_slots = now_slots + 1 else out[#out + 1] = num(w) end
   end
-  if #out > 0 then
+  if now_slots + #out > 0 then
     for j = 1, m do save(ks[j], bs[j], ats[j], rates[j], caps[j]) end
   end
+  table.insert(out, 1, now_slots)
   table.insert(out, 1, num(first))
   return out
 end

@@ -69,6 +69,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -853,14 +854,16 @@ class RedisStore:
 
     def _leased(self, lease: _Lease, work: _Work, entry: list[Any], t: float) -> None:
         epoch = next(e for owner, e, _, _ in work.fetches if owner is lease)
-        waits = [float(w) for w in entry]
-        if len(waits) == 1:
-            lease.first = (waits[0], t)
+        first, now_slots, later = float(entry[0]), int(entry[1]), entry[2:]
+        if not now_slots and not later:
+            lease.first = (first, t)
         elif epoch == lease.epoch:
             # Slots count from when the answer came: never earlier than Redis gave them.
-            lease.slots.extend(t + w for w in waits[1:])
+            slots = lease.slots
+            slots.extend(repeat(t, now_slots))
+            slots.extend(t + float(w) for w in later)
             lease.used = t
-            lease.tail = max(lease.tail, lease.slots[-1])
+            lease.tail = max(lease.tail, slots[-1])
 
     def _read_back(self, key: str, entry: list[Any], sent: float) -> None:
         raw, pttl = entry[0], int(entry[1])
