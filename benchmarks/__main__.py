@@ -6,6 +6,7 @@ to stdout (progress to stderr) and writes the figures as JSON.
     python -m benchmarks              # full run (a few minutes)
     python -m benchmarks --quick      # under a minute
     python -m benchmarks --only fleet # one scenario (comma-separated names)
+    python -m benchmarks --only store # what a RedisStore and the full set cost; import time
     python -m benchmarks --profile    # cProfile of resilience's success path
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 from benchmarks._settings import FULL, QUICK, SIZES, Settings
 from benchmarks._timing import Progress
 
-SCENARIOS = ("success", "loopback", "faults", "outage", "scale", "fleet")
+SCENARIOS = ("success", "loopback", "faults", "outage", "scale", "fleet", "store")
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "latest.json"
 RESULTS_MD = HERE / "RESULTS.md"
@@ -77,6 +78,7 @@ def run(
     from benchmarks._outage import run_outage
     from benchmarks._report import evaluate_targets
     from benchmarks._scale import run_scale
+    from benchmarks._store import run_store
     from benchmarks._success import run_success
 
     started = time.perf_counter()
@@ -101,6 +103,9 @@ def run(
     if "fleet" in scenarios:
         progress("benchmarks", "fleet: processes sharing one rate-limited API key")
         results["fleet"] = run_fleet(settings, progress, child_server=child_server)
+    if "store" in scenarios:
+        progress("benchmarks", "store: configuration and RedisStore on the success path; import")
+        results["store"] = run_store(settings, progress)
     meta = {
         "run": settings.name,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -20,7 +20,11 @@ is cut:
   with ``store=RedisStore(url)``, one token bucket in Redis for the whole
   fleet (skipped with a note when ``redis-server`` or redis-py is missing).
   The plan is the vendor's, as a user would write it (``per_minute=120``,
-  scaled), with no safety margin;
+  scaled), with no safety margin. Each process leases its tokens (the default
+  ``lease``), refilled ahead of need;
+* the same with ``RedisStore(url, lease=0)``: one token per call, each a round
+  trip to Redis while the call waits, as the store worked before it leased
+  tokens (the "before" of the leases);
 * a per-process limiter without Redis, each process pacing itself at
   ``1 / workers`` of the plan, for contrast.
 
@@ -92,6 +96,7 @@ class Contender:
 CONTENDERS = (
     Contender("none", "no client-side limiter", "none"),
     Contender("shared", "shared limiter (RedisStore)", "shared"),
+    Contender("shared-per-call", "shared limiter, a round trip per call", "shared"),
     Contender("local", "per-process limiter (1/N of the plan each)", "local"),
 )
 
@@ -108,6 +113,7 @@ class Plan:
         burst: the limiter's burst.
         redis_url: where the shared limiter's store lives, ``None`` for in memory.
         limit_key: the limiter's key (fresh per contender, so no state carries over).
+        lease: the store's ``lease`` (seconds of the rate taken at a time; 0: one token).
     """
 
     url: str
@@ -117,6 +123,7 @@ class Plan:
     burst: float
     redis_url: str | None
     limit_key: str
+    lease: float = 0.05
 
 
 class FleetError(RuntimeError):
@@ -133,7 +140,7 @@ def _client(plan: Plan) -> httpx.Client:
             per_second=plan.per_second, burst=plan.burst, key=plan.limit_key
         )
         if plan.redis_url is not None:
-            options["store"] = RedisStore(plan.redis_url)
+            options["store"] = RedisStore(plan.redis_url, lease=plan.lease)
     transport = resilience.ResilientTransport(**options)
     return httpx.Client(transport=transport, timeout=30.0, headers={"Authorization": API_KEY})
 
@@ -352,11 +359,14 @@ def _plan(contender: Contender, settings: Settings, base: str, redis: Redis) -> 
         burst=1.0,
         redis_url=redis.url if contender.limiter == "shared" else None,
         limit_key=f"fleet-{uuid.uuid4().hex[:12]}",
+        lease=0.0 if contender.key == "shared-per-call" else 0.05,
     )
 
 
 def _setting(contender: Contender, settings: Settings) -> str:
     rate = settings.fleet_limit / settings.fleet_scale
+    if contender.key == "shared-per-call":
+        return f"RateLimit(per_second={rate:g}, burst=1), store=RedisStore(url, lease=0)"
     if contender.limiter == "shared":
         return f"RateLimit(per_second={rate:g}, burst=1), store=RedisStore(url)"
     if contender.limiter == "local":

@@ -240,6 +240,85 @@ def fleet_table(result: dict[str, Any]) -> str:
     )
 
 
+def store_table(result: dict[str, Any]) -> str:
+    """Store scenario, sync rows: cost per call and ratio to bare httpx, with the settings."""
+    rows = []
+    for row in result["rows"]:
+        settings = f"`{row['settings']}`" if row.get("settings") else ""
+        if "skipped" in row:
+            rows.append([_label(row), settings, "—", "—", "—", f"skipped: {row['skipped']}"])
+            continue
+        bare = row["role"] == "bare"
+        rows.append(
+            [
+                _label(row),
+                settings,
+                _num(row["median"]),
+                "1.00x" if bare else _ratio(row.get("ratio")),
+                "" if bare else f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}",
+                "" if bare else _ratio(row.get("ratio_of_means")),
+            ]
+        )
+    return _table(
+        [
+            "contender",
+            "settings",
+            "µs, median call",
+            "x bare",
+            "x bare, per round",
+            "x bare, mean calls",
+        ],
+        rows,
+        "llrrrr",
+    )
+
+
+def store_async_table(result: dict[str, Any]) -> str:
+    """Store scenario, async rows: burst time, ratio to bare, and Redis over memory."""
+    rows = []
+    for row in result["async_rows"]:
+        if "skipped" in row:
+            rows.append([_label(row), "—", "—", "—", "—", f"skipped: {row['skipped']}"])
+            continue
+        bare = row["role"] == "bare"
+        to_memory = row.get("ratio_to_memory")
+        rows.append(
+            [
+                _label(row),
+                _num(row["burst_ms"], 1),
+                "1.00x" if bare else _ratio(row.get("ratio")),
+                _ratio(to_memory) if to_memory is not None else "",
+                (
+                    f"{row['ratio_to_memory_min']:.2f}-{row['ratio_to_memory_max']:.2f}"
+                    if to_memory is not None
+                    else ""
+                ),
+                "",
+            ]
+        )
+    return _table(
+        [
+            "contender",
+            f"ms per {result['concurrency']:,} concurrent GETs",
+            "x bare",
+            "x in memory",
+            "x in memory, per round",
+            "note",
+        ],
+        rows,
+    )
+
+
+def import_line(result: dict[str, Any]) -> str:
+    """The import row, as a sentence."""
+    imp = result["import"]
+    return (
+        f"`import resilience` after `import httpx, requests`, in {imp['runs']} fresh "
+        f"interpreters: {_num(imp['median_ms'], 1)} ms (median; {_num(imp['min_ms'], 1)} to "
+        f"{_num(imp['max_ms'], 1)} ms)."
+    )
+
+
 def _fleet_heading(result: dict[str, Any]) -> str:
     return (
         f"{result['workers']} processes x {result['calls_per_worker']:,} calls, one API key, "
@@ -390,6 +469,61 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
                 "info": True,
             }
         )
+    ratio_target(
+        "store",
+        "regions",
+        1.03,
+        "store: regions configured, nothing fails, in-process: vs bare httpx",
+    )
+    ratio_target(
+        "store",
+        "full-memory",
+        1.10,
+        "store: breaker + rate limit + regions + idempotency_key + deadline, in memory: "
+        "vs bare httpx",
+    )
+    ratio_target(
+        "store",
+        "redis-defaults",
+        1.10,
+        "store: store=RedisStore(url), defaults (budget only): vs bare httpx",
+    )
+    ratio_target(
+        "store",
+        "full-redis",
+        1.20,
+        "store: the full set over RedisStore (redis-server on loopback): vs bare httpx",
+    )
+    store = scenarios.get("store")
+    async_redis = None
+    if store:
+        async_redis = next(
+            (r for r in store.get("async_rows", []) if r["key"] == "async-redis"), None
+        )
+    to_memory = async_redis.get("ratio_to_memory") if async_redis else None
+    count = f"{store['concurrency']:,}" if store else "1,000"
+    targets.append(
+        {
+            "target": f"store: AsyncResilientTransport, {count} concurrent GETs, rate limit "
+            "in RedisStore vs in memory",
+            "limit": "≤ 1.20x",
+            "measured": _ratio3(to_memory),
+            "value": to_memory,
+            "pass": (to_memory <= 1.20) if to_memory is not None and _ok(to_memory) else None,
+        }
+    )
+    imported = store.get("import") if store else None
+    import_ms = imported.get("median_ms") if imported else None
+    targets.append(
+        {
+            "target": "store: `import resilience` after `import httpx, requests` (fresh "
+            "interpreters, median)",
+            "limit": "≤ 15 ms",
+            "measured": f"{import_ms:.1f} ms" if _ok(import_ms) else "—",
+            "value": import_ms,
+            "pass": (import_ms <= 15.0) if import_ms is not None and _ok(import_ms) else None,
+        }
+    )
     scale = scenarios.get("async_scale")
     concurrency = f"{scale['concurrency']:,}" if scale else "1,000"
     ratio_target(
@@ -462,6 +596,13 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"## Fleet: {_fleet_heading(s)}; least possible wall {_num(s['floor_s'], 2)} s"
             f"\n\n{fleet_table(s)}"
         )
+    if "store" in scenarios:
+        s = scenarios["store"]
+        parts.append(
+            f"## Store and configuration on the success path, in-process ({s['calls_per_round']:,}"
+            f" calls x {s['rounds']} rounds, turns of 10 calls, median call)\n\n"
+            f"{store_table(s)}\n\n{store_async_table(s)}\n\n{import_line(s)}"
+        )
     parts.append(f"## Targets\n\n{targets_table(results['targets'])}")
     parts.append(
         "In-process, *added* and *x bare* are medians of the per-round differences and "
@@ -529,6 +670,16 @@ def _fleet_section(s: dict[str, Any]) -> list[str]:
         )
     elif skipped_shared:
         findings.append(f"The shared limiter did not run: {skipped_shared}.")
+    per_call = _row(s, "shared-per-call")
+    if shared and per_call:
+        findings.append(
+            "Leasing changes what the limiter costs, not what it sends: with each process "
+            f"leasing its tokens ahead of need the fleet received {shared['received_429']:,} "
+            f"429s, sent {shared['requests']:,} requests in {_num(shared['wall_s'], 2)} s; "
+            "with one token per call, each a round trip to Redis while the call waits (the "
+            f"store before leases, `lease=0`), {per_call['received_429']:,} 429s, "
+            f"{per_call['requests']:,} requests in {_num(per_call['wall_s'], 2)} s."
+        )
     if local:
         findings.append(
             f"Per-process limiters at 1/{s['workers']} of the plan each received "
@@ -572,6 +723,44 @@ def _fleet_section(s: dict[str, Any]) -> list[str]:
             "judged."
         ),
         " ".join(findings),
+    ]
+
+
+def _store_section(s: dict[str, Any]) -> list[str]:
+    """The "Store" part of "How it compares"."""
+    redis = (
+        f"redis-server {s['redis_server']} on loopback"
+        if s.get("redis_server")
+        else "a redis-server on loopback"
+    )
+    return [
+        "### Configuration and a shared store on the success path",
+        (
+            f"{s['calls_per_round']:,} successful GETs per contender and round, {s['rounds']} "
+            "rounds, through one sync `httpx.Client` each over an `httpx.MockTransport` that "
+            "returns a canned 200 (no socket); the contenders take turns every 10 calls, in a "
+            "shuffled order every round, and every call is timed. The "
+            f"full set is `{s['full_set']}` (the rate limit never makes these calls wait). "
+            f"`RedisStore` rows use {redis}, started by the benchmark. The async rows send "
+            f"{s['concurrency']:,} concurrent GETs (`asyncio.gather`) through one "
+            "`httpx.AsyncClient` over `AsyncResilientTransport(rate_limit=...)`, "
+            f"{s['async_rounds']} rounds."
+        ),
+        store_table(s),
+        store_async_table(s),
+        (
+            "*x bare* compares the median call of all rounds with bare httpx's (a busy machine "
+            "moves a block of calls, not the median call); *x bare, per round* is the spread "
+            "of the rounds' ratios; *x bare, mean calls* the median of the per-round ratios of "
+            "mean calls, which also counts the rare slow call (a collection, the store's "
+            "thread taking the GIL). *x in memory* is the median of the per-round ratios of "
+            "the async Redis row to the in-memory one. A "
+            "`RedisStore` answers every call from its process's copy of the state: value "
+            "changes go to Redis in batches every 20 ms (one script per hash slot) and come "
+            "back the same way; rate-limit tokens are leased from Redis a few at a time and "
+            "refilled ahead of need, so a call waits on Redis only when its lease is empty "
+            "(see `resilience/stores/redis.py`). " + import_line(s)
+        ),
     ]
 
 
@@ -815,6 +1004,8 @@ def render_results_md(results: dict[str, Any]) -> str:
         ]
     if "fleet" in scenarios:
         sections += _fleet_section(scenarios["fleet"])
+    if "store" in scenarios:
+        sections += _store_section(scenarios["store"])
     sections += [
         "### Targets",
         targets_table(results["targets"]),

@@ -46,6 +46,11 @@ class Settings:
         fleet_limit: requests the simulator admits per key and window.
         fleet_scale: seconds standing for the vendor's minute (``1.0``: 120/min
             is enforced as 120/s).
+        store_calls: calls per contender and round, store scenario (in-process).
+        store_rounds: rounds of the store scenario's success path.
+        store_concurrency: concurrent GETs of the store scenario's async rows.
+        store_async_rounds: rounds of the async rows.
+        import_runs: fresh interpreters timed for the import row.
         profile_calls: calls profiled by ``--profile``.
     """
 
@@ -64,6 +69,11 @@ class Settings:
     fleet_calls: int
     fleet_limit: int
     fleet_scale: float
+    store_calls: int = 2_000
+    store_rounds: int = 9
+    store_concurrency: int = 1_000
+    store_async_rounds: int = 9
+    import_runs: int = 15
     profile_calls: int = 20_000
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,6 +88,8 @@ class Settings:
             loopback_rounds=rounds,
             fault_rounds=rounds,
             scale_rounds=rounds,
+            store_rounds=rounds,
+            store_async_rounds=rounds,
         )
 
 
@@ -115,6 +127,10 @@ QUICK = Settings(
     fleet_calls=100,
     fleet_limit=FLEET_LIMIT,
     fleet_scale=1.0,
+    store_calls=500,
+    store_rounds=5,
+    store_async_rounds=3,
+    import_runs=7,
 )
 
 TINY = Settings(
@@ -134,6 +150,11 @@ TINY = Settings(
     fleet_calls=20,
     fleet_limit=10,
     fleet_scale=0.1,
+    store_calls=40,
+    store_rounds=2,
+    store_concurrency=50,
+    store_async_rounds=1,
+    import_runs=3,
     profile_calls=500,
 )
 

@@ -32,6 +32,7 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
         "## Outage",
         "## Async scale",
         "## Fleet",
+        "## Store and configuration on the success path",
         "## Targets",
     ):
         assert heading in proc.stdout
@@ -47,6 +48,7 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
         "outage",
         "async_scale",
         "fleet",
+        "store",
     }
     assert data["targets"]
     assert all("pass" in target for target in data["targets"])
@@ -75,9 +77,9 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
     # The fleet: every contender ran (the shared one unless Redis is missing), and
     # the simulator's counts agree with what the workers saw.
     fleet = {row["key"]: row for row in scenarios["fleet"]["rows"]}
-    assert set(fleet) == {"none", "shared", "local"}
+    assert set(fleet) == {"none", "shared", "shared-per-call", "local"}
     for key, row in fleet.items():
-        if key == "shared" and "skipped" in row:
+        if key.startswith("shared") and "skipped" in row:
             assert "redis" in row["skipped"], row
             continue
         assert "skipped" not in row, row
@@ -85,3 +87,12 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
         assert row["requests"] == row["requests_client_side"] == row["ok"] + row["received_429"]
     assert fleet["none"]["received_429"] > 0  # 40 calls meet a limit of 10 per window
     assert any(target.get("info") for target in data["targets"])
+
+    # The store rows: every contender ran (the Redis ones unless Redis is missing).
+    store = scenarios["store"]
+    for row in store["rows"] + store["async_rows"]:
+        if "skipped" in row:
+            assert "redis" in row["skipped"], row
+            continue
+        assert row["median"] > 0
+    assert store["import"]["median_ms"] > 0

@@ -530,4 +530,6 @@ def test_limiters_in_two_processes_share_slots_and_holds_through_redis(redis_url
     # "there" runs on another machine: its monotonic clock means nothing here
     assert there.acquire(key, 5e5) == pytest.approx(0.1, abs=0.03)
     here.on_throttled(key, 1.0, retry_after=2.0)
+    assert isinstance(here.store, RedisStore)
+    assert here.store.sync()  # the hold is sent at once, without the caller waiting for it
     assert there.would_wait(key, 5e5) == pytest.approx(2.0, abs=0.03)

@@ -1,8 +1,8 @@
 """Where shared state lives: the rate limiter's buckets today, budgets and breakers next.
 
 A :class:`Store` offers the few operations that must be atomic, and nothing
-else, so that one Lua script per operation makes each of them atomic across
-processes and machines:
+else, so that a Lua script makes each of them atomic across processes and
+machines:
 
 * :meth:`Store.take` - take ``cost`` tokens from one or more token buckets at
   once, or only say how long that would have to wait (the rate limiter: every
@@ -22,8 +22,11 @@ Two stores:
 
 * :class:`MemoryStore` (the default): one process, a lock.
 * :class:`RedisStore`: every process and machine using the same Redis shares the
-  state. ``redis`` (redis-py) is imported only when a ``RedisStore`` is built
-  from a URL; it is an optional extra.
+  state, and no call waits on Redis: each process answers from its own copy,
+  and a background thread sends changes in batches and leases rate-limit
+  tokens a few at a time (see :mod:`resilience.stores.redis` for how stale
+  shared state may be, and what leases allow). ``redis`` (redis-py) is imported
+  only when a ``RedisStore`` is built from a URL; it is an optional extra.
 
 Time. Every operation receives ``now``, the caller's monotonic clock in seconds.
 :class:`MemoryStore` uses it as is. Monotonic clocks do not compare across
@@ -36,14 +39,15 @@ back-off. Scripts calling ``TIME`` and then writing need effects replication,
 the default since Redis 5 and the only mode since Redis 7.
 
 Failures. A store must never fail or stall the call it paces: when Redis is
-unreachable or unhealthy (refused or dropped connections, timeouts, loading,
-read-only, out of memory, a cluster down), :class:`RedisStore` logs one WARNING
-on the ``"resilience"`` logger, carries on with a local :class:`MemoryStore`
-(each process then keeps to the limit on its own), and tries Redis again after
-``retry_interval`` seconds; an INFO line says when Redis is back. An error
-confined to one call (a key the client cannot encode, a ``WRONGTYPE`` key) only
-answers that call locally: every other key stays on Redis. Clients it builds
-from a URL have short socket timeouts and no retries of their own.
+unreachable, slow or unhealthy (refused or dropped connections, timeouts,
+loading, read-only, out of memory, a cluster down), :class:`RedisStore` logs one
+WARNING on the ``"resilience"`` logger, carries on with its local copy (each
+process then keeps to the limit on its own; a call waits at most the store's
+``timeout``), and tries Redis again after ``retry_interval`` seconds; an INFO
+line says when Redis is back. An error confined to one key (a key the client
+cannot encode, a ``WRONGTYPE`` key) keeps that key local: every other key stays
+on Redis. Clients it builds from a URL have short socket timeouts and no
+retries of their own.
 """
 
 from resilience.stores.base import Bucket, Store

@@ -125,6 +125,26 @@ class MemoryStore:
             out.append(None if entry is None or entry[1] <= now else entry[0])
         return out
 
+    def put(self, key: str, value: float | None, expires: float) -> None:
+        """Store ``value`` under ``key`` until the time ``expires`` (``None``: forget it).
+
+        Not part of :class:`Store`: a :class:`RedisStore` keeps its local copy of
+        the values its process uses this way, with what Redis answered.
+        """
+        with self._lock:
+            if value is None:
+                self._values.pop(key, None)
+            else:
+                self._values[key] = (float(value), expires)
+
+    def holds(self, key: str) -> bool:
+        """Whether a value is stored under ``key`` (expired or not)."""
+        return key in self._values
+
+    def after_fork(self) -> None:
+        """A new lock in a child process (the parent's may have been held when it forked)."""
+        self._lock = threading.Lock()
+
     def purge(self, now: float) -> int:
         """Drop every expired entry now; returns the number of entries left."""
         with self._lock:
