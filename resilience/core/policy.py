@@ -185,8 +185,9 @@ class Policy:
             limiter keep their state. ``None`` (default): in this transport's
             memory. A store (``MemoryStore()`` shared by several transports, or
             :class:`resilience.stores.RedisStore` for a fleet) shares them with
-            every transport using it; each attempt then costs a few store
-            operations (network round trips with Redis).
+            every transport using it; a ``RedisStore`` answers from a local
+            copy that a background thread keeps in step with Redis, so no call
+            waits on the network.
         instrumentation: the hooks observing this transport's attempts and
             calls (:mod:`resilience.instrumentation`); ``None`` (default): the
             process-wide ones (:func:`~resilience.instrumentation.set_hooks`,
