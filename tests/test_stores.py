@@ -21,8 +21,9 @@ from resilience.stores.redis import confined_to_the_call
 from tests._redis import free_port, running_redis
 
 # Waits measured by Redis shrink by the time that passes between calls (its clock
-# is real); a small tolerance below the exact value absorbs it.
-REDIS_TOLERANCE = 0.03
+# is real); a tolerance below the exact value absorbs it (never above: a wait is
+# never longer than the bucket says).
+REDIS_TOLERANCE = 0.09  # a machine running three test workers can take that long
 
 
 class FakeClock:
