@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-__all__ = ["Hostile", "drip_body", "late", "silent"]
+__all__ = ["Hostile", "drip_body", "late", "read_request", "silent"]
 
 Behaviour = Callable[[socket.socket, threading.Event], None]
 
 
-def _read_request(conn: socket.socket) -> None:
+def read_request(conn: socket.socket) -> None:
+    """Read one request's head (the body, if any, is left)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
@@ -31,7 +32,7 @@ def _read_request(conn: socket.socket) -> None:
 
 def silent(conn: socket.socket, stop: threading.Event) -> None:
     """Accept, read the request, never answer."""
-    _read_request(conn)
+    read_request(conn)
     stop.wait(30)
 
 
@@ -39,7 +40,7 @@ def late(seconds: float, status: int = 200) -> Behaviour:
     """Answer ``status`` after ``seconds``."""
 
     def behave(conn: socket.socket, stop: threading.Event) -> None:
-        _read_request(conn)
+        read_request(conn)
         if stop.wait(seconds):
             return
         conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok".encode())
@@ -52,7 +53,7 @@ def drip_body(status: int = 503, every: float = 0.05, length: int = 1000) -> Beh
     """Send the status line and headers at once, then the body one byte every ``every`` s."""
 
     def behave(conn: socket.socket, stop: threading.Event) -> None:
-        _read_request(conn)
+        read_request(conn)
         conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: {length}\r\n\r\n".encode())
         for _ in range(length):
             if stop.wait(every):
@@ -65,8 +66,9 @@ def drip_body(status: int = 503, every: float = 0.05, length: int = 1000) -> Beh
 class Hostile:
     """A TCP server on 127.0.0.1 running ``behaviour`` for each connection."""
 
-    def __init__(self, behaviour: Behaviour) -> None:
+    def __init__(self, behaviour: Behaviour, *, scheme: str = "http") -> None:
         self.behaviour = behaviour
+        self.scheme = scheme
         self.connections = 0
         self._stop = threading.Event()
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -76,7 +78,7 @@ class Hostile:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        return f"{self.scheme}://127.0.0.1:{self._sock.getsockname()[1]}"
 
     def _accept(self) -> None:
         while not self._stop.is_set():

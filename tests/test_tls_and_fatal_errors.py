@@ -12,7 +12,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ import requests
 import trustme
 
 import resilience
+from tests._hostile import Hostile, read_request
 from tests._libs import load, shells_of
 
 CA = trustme.CA()
@@ -28,61 +29,24 @@ SERVER_CERT = CA.issue_cert("127.0.0.1")
 CLIENT_CERT = CA.issue_cert("client@example")
 
 
-class TLSServer:
-    """Answers 200 over TLS; optionally requires a client certificate."""
+def tls_server(*, require_client_cert: bool = False) -> Hostile:
+    """A loopback server answering 200 over TLS; optionally requiring a client certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    SERVER_CERT.configure_cert(context)
+    if require_client_cert:
+        CA.configure_trust(context)
+        context.verify_mode = ssl.CERT_REQUIRED
 
-    def __init__(self, *, require_client_cert: bool = False) -> None:
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        SERVER_CERT.configure_cert(self.context)
-        if require_client_cert:
-            CA.configure_trust(self.context)
-            self.context.verify_mode = ssl.CERT_REQUIRED
-        self.connections = 0
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.05)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self._sock.getsockname()[1]}/x"
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                raw, _ = self._sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            self.connections += 1
-            threading.Thread(target=self._answer, args=(raw,), daemon=True).start()
-
-    def _answer(self, raw: socket.socket) -> None:
+    def answer(raw: socket.socket, stop: threading.Event) -> None:
         raw.settimeout(2)
         try:
-            with self.context.wrap_socket(raw, server_side=True) as conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
+            with context.wrap_socket(raw, server_side=True) as conn:
+                read_request(conn)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        except (OSError, ssl.SSLError):
-            raw.close()
+        except ssl.SSLError:
+            pass  # the handshake the test expects to fail
 
-    def __enter__(self) -> TLSServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self._sock.close()
+    return Hostile(answer, scheme="https")
 
 
 def _requests_get(url: str, *, trust: bool, cert: bool) -> BaseException | int:
@@ -179,12 +143,12 @@ def get(request: pytest.FixtureRequest) -> Callable[..., BaseException | int]:
 
 
 def test_a_trusted_certificate_gets_its_answer(get: Callable[..., Any]) -> None:
-    with TLSServer() as server:
+    with tls_server() as server:
         assert get(server.url, trust=True, cert=False) == 200
 
 
 def test_an_untrusted_certificate_costs_one_handshake(get: Callable[..., Any]) -> None:
-    with TLSServer() as server:
+    with tls_server() as server:
         outcome = get(server.url, trust=False, cert=False)
         connections = server.connections
     assert isinstance(outcome, BaseException)
@@ -193,7 +157,7 @@ def test_an_untrusted_certificate_costs_one_handshake(get: Callable[..., Any]) -
 
 
 def test_a_missing_client_certificate_costs_one_handshake(get: Callable[..., Any]) -> None:
-    with TLSServer(require_client_cert=True) as server:
+    with tls_server(require_client_cert=True) as server:
         outcome = get(server.url, trust=True, cert=False)
         connections = server.connections
     assert isinstance(outcome, BaseException)
@@ -201,7 +165,7 @@ def test_a_missing_client_certificate_costs_one_handshake(get: Callable[..., Any
 
 
 def test_a_client_certificate_gets_its_answer(get: Callable[..., Any]) -> None:
-    with TLSServer(require_client_cert=True) as server:
+    with tls_server(require_client_cert=True) as server:
         assert get(server.url, trust=True, cert=True) == 200
 
 
