@@ -40,6 +40,7 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
     assert f"JSON written to {out}" in proc.stdout
 
     data = json.loads(out.read_text(encoding="utf-8"))
+    _charts_are_drawn(data, tmp_path / "images")
     scenarios = data["scenarios"]
     assert set(scenarios) == {
         "success_inproc",
@@ -96,3 +97,12 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
             continue
         assert row["median"] > 0
     assert store["import"]["median_ms"] > 0
+
+
+def _charts_are_drawn(data: dict[str, object], folder: Path) -> None:
+    """The documentation's charts come out of a run's JSON."""
+    from benchmarks._plots import write_plots
+
+    written = write_plots(data, folder)  # type: ignore[arg-type]
+    assert sorted(p.name for p in written) == ["fault-mix.svg", "success-overhead.svg"]
+    assert all(p.read_text(encoding="utf-8").lstrip().startswith("<?xml") for p in written)
