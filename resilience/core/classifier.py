@@ -30,7 +30,7 @@ from resilience.detectors import (
 
 __all__ = ["Classifier", "classify"]
 
-_log = logging.getLogger("resilience")
+_log = logging.getLogger(__name__)
 _GENERIC = GenericDetector()
 _GENERIC_RULES = rules_of(_GENERIC)
 

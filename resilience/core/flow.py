@@ -62,7 +62,7 @@ __all__ = [
     "SyncIO",
 ]
 
-_log = logging.getLogger("resilience")
+_log = logging.getLogger(__name__)
 
 #: Where the attempt history is kept on a response.
 ATTEMPTS_KEY = "resilience.attempts"

@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 
 __all__ = ["parse_retry_after"]
 
-_log = logging.getLogger("resilience")
+_log = logging.getLogger(__name__)
 
 # delay-seconds, leniently with a fraction: "120", "0.05", ".5".
 _SECONDS = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")  # DIGIT is ASCII

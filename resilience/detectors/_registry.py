@@ -25,7 +25,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "resilience.detectors"
 
-_log = logging.getLogger("resilience")
+_log = logging.getLogger(__name__)
 _lock = threading.RLock()
 _chain: tuple[Detector, ...] = ()
 _entry_points_loaded = False

@@ -26,7 +26,7 @@ from resilience.regions import RegionLocator, RequestParts
 
 __all__ = ["GENERIC_RULES", "VendorRules", "rules_of"]
 
-_log = logging.getLogger("resilience")
+_log = logging.getLogger(__name__)
 
 
 def _header_trace_id(headers: Any) -> str | None:

@@ -18,13 +18,14 @@ class LoggingHook:
     fields. No credential appears: URLs are redacted before they get here.
 
     Args:
-        logger: the logger to use (default: ``resilience``).
+        logger: the logger to use (default: ``resilience.instrumentation``, under
+            the ``resilience`` hierarchy as every logger of the library).
     """
 
     observes_successes = False
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
-        self.logger = logger or logging.getLogger("resilience")
+        self.logger = logger or logging.getLogger("resilience.instrumentation")
 
     def on_attempt(self, event: AttemptEvent) -> None:
         """Retry, failover and give-up at WARNING; an answer returned is not logged."""

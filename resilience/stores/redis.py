@@ -80,7 +80,7 @@ from resilience.stores.memory import MemoryStore
 
 __all__ = ["RedisStore", "SupportsScripts", "confined_to_the_call"]
 
-_log = logging.getLogger("resilience")
+_log = logging.getLogger(__name__)
 
 
 def _safe_key(key: str) -> str:
