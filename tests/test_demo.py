@@ -10,6 +10,17 @@ from resilience._demo import play
 from resilience.testing import VendorSimulator
 
 
+def _demo(*options: str) -> subprocess.CompletedProcess[str]:
+    """``python -m resilience demo`` with ``options``, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "resilience", "demo", *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _report(call: str) -> dict[str, object]:
     with VendorSimulator() as sim:
         reports = {r.call: r for r in play(sim)}
@@ -22,13 +33,7 @@ def _report(call: str) -> dict[str, object]:
 
 
 def test_demo_exits_zero_and_prints_a_table_per_vendor() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "resilience", "demo"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _demo()
     assert done.returncode == 0, done.stdout + done.stderr
     for vendor in ("gameye", "8bitedge", "playwave"):
         assert f"\n{vendor}\n" in done.stdout
@@ -36,13 +41,8 @@ def test_demo_exits_zero_and_prints_a_table_per_vendor() -> None:
 
 
 def test_demo_json_reports_every_call_as_expected() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "resilience", "demo", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = _demo("--json")
+    assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["ok"] is True
     assert all(call["as_expected"] for call in result["calls"])
@@ -74,13 +74,7 @@ def test_demo_reports_a_lost_answer_followed_by_409_as_already_done() -> None:
 
 
 def test_demo_prints_the_prometheus_metrics_of_its_calls_on_request() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "resilience", "demo", "--metrics"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _demo("--metrics")
     assert done.returncode == 0, done.stdout + done.stderr
     for vendor in ("gameye", "8bitedge", "playwave"):
         assert f'resilience_calls_total{{outcome="success",vendor="{vendor}"}}' in done.stdout
