@@ -16,8 +16,6 @@ from resilience._version import __version__
 if _TYPE_CHECKING:
     from resilience import regions, stores
     from resilience.core.classification import Category, Classification
-    from resilience.core.classifier import classify
-    from resilience.core.policy import Policy, PolicyOptions
     from resilience.core.records import Attempt, RetryEvent
     from resilience.detectors import Detector, register_detector, registered_detectors
     from resilience.errors import (
@@ -37,6 +35,8 @@ if _TYPE_CHECKING:
         SessionLost,
         Unauthorized,
     )
+    from resilience.retry.classifier import classify
+    from resilience.retry.policy import Policy, PolicyOptions
     from resilience.shells.history import attempts
     from resilience.shells.hooks import (
         async_httpx_event_hooks,
@@ -72,9 +72,9 @@ _HOMES: dict[str, str] = {
     ),
     "ResilientAdapter": "resilience.shells.requests_adapter",
     "attempts": "resilience.shells.history",
-    "classify": "resilience.core.classifier",
-    "Policy": "resilience.core.policy",
-    "PolicyOptions": "resilience.core.policy",
+    "classify": "resilience.retry.classifier",
+    "Policy": "resilience.retry.policy",
+    "PolicyOptions": "resilience.retry.policy",
     "CircuitBreaker": "resilience.strategies.breaker",
     "RetryBudget": "resilience.strategies.budget",
     "RateLimit": "resilience.strategies.rate_limit",

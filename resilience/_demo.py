@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import requests
 
-from resilience.core.engine import Attempt
 from resilience.errors import ResilienceError
+from resilience.retry.engine import Attempt
 from resilience.shells.history import attempts
 from resilience.shells.hooks import (
     async_httpx_event_hooks,

@@ -17,8 +17,8 @@ from requests.structures import CaseInsensitiveDict
 from resilience import Category, Classification, Policy, classify
 from resilience.core.backoff import JITTERS, nominal
 from resilience.core.classification import RETRYABLE
-from resilience.core.engine import Action, CallState, Decision, ErrorKind
 from resilience.regions import JsonField, RequestParts
+from resilience.retry.engine import Action, CallState, Decision, ErrorKind
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None)
 STARTED = 500.0

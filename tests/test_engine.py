@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from resilience import Category, Classification, Policy
-from resilience.core.engine import Action, CallState, Decision, ErrorKind
 from resilience.detectors import GameyeDetector, VendorRules, rules_of
+from resilience.retry.engine import Action, CallState, Decision, ErrorKind
 
 URL = "https://api.gameye.io/session"
 STARTED = 1000.0

@@ -13,6 +13,7 @@ def test_all_is_sorted_and_complete() -> None:
         "instrumentation",
         "httpx_transport",
         "requests_adapter",
+        "retry",
         "shells",
         "strategies",
         "testing",

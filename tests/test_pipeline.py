@@ -19,7 +19,7 @@ import pytest
 
 import resilience
 from resilience import CircuitBreaker, RateLimit
-from resilience.core.flow import Core
+from resilience.retry.flow import Core
 from resilience.stores import MemoryStore
 from resilience.strategies.base import Outcome
 from resilience.strategies.rate_limit import RateLimiter

@@ -14,8 +14,8 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from resilience import classify
-from resilience.core.classifier import Classifier
 from resilience.core.retry_after import parse_retry_after
+from resilience.retry.classifier import Classifier
 
 #: Sun, 06 Nov 1994 08:49:37 GMT, the RFC 9110 example date.
 RFC_EXAMPLE = 784111777.0

@@ -14,7 +14,6 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from resilience import Category, Classification, classify, register_detector
-from resilience.core.classifier import Classifier
 from resilience.core.response import ResponseView
 from resilience.detectors import (
     EightBitEdgeDetector,
@@ -27,6 +26,7 @@ from resilience.detectors import (
     unregister_detector,
 )
 from resilience.regions import Header, JsonField, RequestParts
+from resilience.retry.classifier import Classifier
 from tests._responses import LIBRARIES, Respond, responder
 
 URL = "https://api.acme.example/v1/matches"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from resilience.core.flow import ATTEMPTS_KEY, ERROR_ATTEMPTS, Call
 from resilience.core.records import Attempt
 from resilience.errors import ResilienceError
+from resilience.retry.flow import ATTEMPTS_KEY, ERROR_ATTEMPTS, Call
 
 __all__ = ["attempts"]
 

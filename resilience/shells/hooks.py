@@ -21,10 +21,10 @@ import requests
 from typing_extensions import Unpack
 
 from resilience.core.classification import Category, Classification
-from resilience.core.classifier import Classifier
 from resilience.core.response import MAX_BODY, ResponseView, content_length
 from resilience.detectors import Detector
 from resilience.errors import raise_for
+from resilience.retry.classifier import Classifier
 from resilience.shells.history import attempts
 
 __all__ = [

@@ -12,7 +12,7 @@ them and type checkers see its types. This module declares them for httpx;
 Each transport wraps an inner transport (the library's ``HTTPTransport()`` /
 ``AsyncHTTPTransport()``, through the environment's proxies as the library's
 own client would, unless one is given) and runs every request through
-the one retry flow of :mod:`resilience.core.flow`.
+the one retry flow of :mod:`resilience.retry.flow`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ import httpx
 from typing_extensions import Self, Unpack
 
 from resilience.core.classification import Classification
-from resilience.core.engine import ErrorKind
-from resilience.core.flow import (
+from resilience.core.healing import tls_failure
+from resilience.core.response import MAX_BODY, ResponseView, bounded_decode, content_length
+from resilience.errors import ResilienceError, mixed_class
+from resilience.regions import RequestParts
+from resilience.retry.engine import ErrorKind
+from resilience.retry.flow import (
     ATTEMPTS_KEY,
     Core,
     History,
@@ -37,12 +41,8 @@ from resilience.core.flow import (
     drive_async,
     refuse_coroutine_functions,
 )
-from resilience.core.healing import tls_failure
-from resilience.core.policy import Policy, PolicyOptions
-from resilience.core.response import MAX_BODY, ResponseView, bounded_decode, content_length
-from resilience.core.testing_mode import real_async_sleep, real_sleep
-from resilience.errors import ResilienceError, mixed_class
-from resilience.regions import RequestParts
+from resilience.retry.policy import Policy, PolicyOptions
+from resilience.retry.testing_mode import real_async_sleep, real_sleep
 from resilience.shells.proxies import default_transport
 
 __all__ = [

@@ -3,7 +3,7 @@
 requests runs no retry loop of its own: ``HTTPAdapter.send()`` hands
 ``max_retries`` to urllib3. This adapter pins that to ``Retry(0, read=False,
 redirect=False)`` so nothing is retried twice, and runs each ``send`` through
-the one retry flow of :mod:`resilience.core.flow`. Everything else an HTTPAdapter
+the one retry flow of :mod:`resilience.retry.flow`. Everything else an HTTPAdapter
 does (pooling, TLS, proxies, the timeouts requests passes) is untouched.
 """
 
@@ -27,14 +27,14 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from resilience.core.classification import Classification
-from resilience.core.engine import ErrorKind
-from resilience.core.flow import Core, History, drive, refuse_coroutine_functions
 from resilience.core.healing import tls_failure
-from resilience.core.policy import Policy, PolicyOptions
 from resilience.core.response import MAX_BODY, ResponseView, content_length
-from resilience.core.testing_mode import real_sleep
 from resilience.errors import ResilienceError, mixed_class
 from resilience.regions import RequestParts
+from resilience.retry.engine import ErrorKind
+from resilience.retry.flow import Core, History, drive, refuse_coroutine_functions
+from resilience.retry.policy import Policy, PolicyOptions
+from resilience.retry.testing_mode import real_sleep
 
 __all__ = ["ResilientAdapter"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from resilience.core import checks
-from resilience.core.testing_mode import MODE
+from resilience.retry.testing_mode import MODE
 
 __all__ = ["is_testing", "set_testing"]
 

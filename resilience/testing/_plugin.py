@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from resilience.core.testing_mode import MODE
+from resilience.retry.testing_mode import MODE
 
 if TYPE_CHECKING:
     from resilience.testing._simulator import VendorSimulator

@@ -11,7 +11,7 @@ synchronously (:func:`drive`) or asynchronously (:func:`drive_async`), and
 close in ``finally`` whatever they will not return, as httpx's
 ``_send_handling_auth`` does, cancellation included.
 
-Decisions come from :class:`~resilience.core.engine.CallState`; budgets,
+Decisions come from :class:`~resilience.retry.engine.CallState`; budgets,
 breakers and limits from the strategies of the transport's
 :class:`~resilience.strategies.Pipeline`; what a vendor means from its
 detector's :class:`~resilience.detectors.VendorRules`.
@@ -29,19 +29,19 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from resilience.core.classification import Category, Classification
-from resilience.core.classifier import Classifier
-from resilience.core.engine import CallState
-from resilience.core.policy import Policy
 from resilience.core.records import UNSAFE_METHODS, Action, Attempt, ErrorKind, RetryEvent
 from resilience.core.redact import redact_url
 from resilience.core.response import ResponseView
-from resilience.core.testing_mode import MODE
 from resilience.detectors.rules import VendorRules
 from resilience.errors import ResilienceError
 from resilience.instrumentation._events import AttemptEvent, CallEvent
 from resilience.instrumentation._hooks import Instruments
 from resilience.instrumentation._hooks import current as current_instruments
 from resilience.regions import RegionLocator
+from resilience.retry.classifier import Classifier
+from resilience.retry.engine import CallState
+from resilience.retry.policy import Policy
+from resilience.retry.testing_mode import MODE
 from resilience.stores.memory import MemoryStore
 from resilience.strategies.base import Outcome, Pipeline, Refusal
 

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from resilience.core.policy import Policy
+    from resilience.retry.policy import Policy
 
 __all__ = ["MODE", "TestingMode", "real_async_sleep", "real_sleep"]
 

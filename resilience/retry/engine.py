@@ -16,7 +16,6 @@ from dataclasses import replace
 
 from resilience.core.backoff import Uniform, jittered, nominal
 from resilience.core.classification import Category, Classification
-from resilience.core.policy import Policy
 from resilience.core.records import (
     UNSAFE_METHODS,
     Action,
@@ -26,6 +25,7 @@ from resilience.core.records import (
     RetryEvent,
 )
 from resilience.detectors.rules import GENERIC_RULES, VendorRules
+from resilience.retry.policy import Policy
 
 __all__ = [
     "Action",
