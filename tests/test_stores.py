@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-import resilience.testing
+from benchmarks import _redis as launcher
 from resilience.stores import Bucket, MemoryStore, RedisStore, Store
 from resilience.stores.redis import confined_to_the_call
 from tests._redis import free_port, running_redis
@@ -480,6 +480,6 @@ def test_running_redis_without_a_server_binary_says_how_to_install_one(
 
     with (
         pytest.raises(FileNotFoundError, match="apt-get install redis-server"),
-        resilience.testing.running_redis(),
+        launcher.running_redis(),
     ):
         pass
