@@ -383,3 +383,91 @@ def test_nonsensical_hedge_settings_are_refused(
 def test_hedge_takes_an_instance() -> None:
     with pytest.raises(TypeError, match="hedge"):
         resilience.Policy(hedge=resilience.Hedge)  # type: ignore[arg-type]
+
+
+# -- hedging alongside the other strategies ------------------------------------
+
+
+def test_failover_keeps_working_with_hedging_on(send: Callable[..., Outcome]) -> None:
+    """Both copies in the first region answer 420: the call fails over."""
+    script = Script()
+
+    def by_region(seen: Seen) -> Answer:
+        if seen.headers.get("x-region") == "us":
+            return body("us")
+        return script(seen)
+
+    def full_then_releases() -> Answer:
+        script.release()
+        return 420
+
+    script._answers = (script.late(420), full_then_releases)
+    with Loopback(by_region) as server:
+        try:
+            outcome = send(
+                "GET",
+                server.url + "/x",
+                {
+                    "hedge": HEDGE,
+                    "instrumentation": [],
+                    "regions": ["eu", "us"],
+                    "region_locator": resilience.regions.Header("X-Region"),
+                    "capacity_retries": 0,
+                },
+                headers={"X-Region": "eu"},
+            )
+        finally:
+            script.release()
+    assert outcome.body == b"us"
+    assert [(a.reason, a.region, a.status) for a in outcome.attempts] == [
+        ("first", "eu", 420),
+        ("hedge", "eu", 420),
+        ("failover", "us", 200),
+    ]
+    assert [s.headers["x-region"] for s in server.seen] == ["eu", "eu", "us"]
+
+
+def test_the_circuit_breaker_opens_with_hedging_on(send: Callable[..., Outcome]) -> None:
+    breaker = resilience.CircuitBreaker(min_calls=2, failure_ratio=0.5)
+    policy = {
+        "hedge": HEDGE,
+        "instrumentation": [],
+        "circuit_breaker": breaker,
+        "max_attempts": 1,
+    }
+    with Loopback(lambda seen: 503) as server:
+        outcome = _calls(send, server.url + "/x", policy, 4)
+    assert outcome[:2] == [503, 503]
+    assert outcome[2:] == [None, None]  # the circuit is open: nothing sent
+    assert len(server.seen) == 2
+
+
+def _calls(
+    send: Callable[..., Outcome], url: str, policy: dict[str, Any], calls: int
+) -> list[int | None]:
+    # One transport per call would start a new breaker each time: share a store.
+    shared = {**policy, "store": resilience.stores.MemoryStore()}
+    return [send("GET", url, shared).status for _ in range(calls)]
+
+
+@pytest.mark.parametrize("shell", ["requests", "httpx", "httpx-async"])
+def test_p95_hedges_a_late_answer_once_the_host_has_enough_answers(shell: str) -> None:
+    lock = threading.Lock()
+    count = itertools.count()
+    released = threading.Event()
+
+    def answer(seen: Seen) -> Answer:
+        with lock:
+            i = next(count)
+        if i == MIN_SAMPLES:  # the first call after the sketch is ready
+            released.wait(HELD)
+        return body(str(i))
+
+    policy = {"hedge": resilience.Hedge(delay="p95"), "instrumentation": []}
+    with Loopback(answer) as server:
+        try:
+            statuses = _many(shell, server.url + "/x", policy, MIN_SAMPLES + 1)
+        finally:
+            released.set()
+    assert statuses == [200] * (MIN_SAMPLES + 1)
+    assert len(server.seen) == MIN_SAMPLES + 2  # one hedge: the late call's
