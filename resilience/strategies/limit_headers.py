@@ -216,7 +216,15 @@ def read_limit_headers(headers: Mapping[str, str], wall_now: float | None = None
 def announces_limits(headers: Mapping[str, str]) -> bool:
     """Whether any header name holds ``ratelimit`` (one pass, no parsing): the
     cheap question a success asks before :func:`read_limit_headers`."""
-    raw = getattr(headers, "raw", None)  # httpx.Headers: the (name, value) bytes as sent
+    # httpx.Headers keeps (name, lowered name, value) bytes: searching the
+    # lowered names joined costs one pass in C, where ``raw`` would first build
+    # a new list of pairs (a success asks this on every call).
+    items = getattr(headers, "_list", None)
+    if type(items) is list and items:
+        first = items[0]
+        if type(first) is tuple and len(first) == 3 and type(first[1]) is bytes:
+            return b"ratelimit" in b"\n".join([item[1] for item in items])
+    raw = getattr(headers, "raw", None)  # the (name, value) bytes as sent
     if isinstance(raw, list):
         return any(b"ratelimit" in name.lower() for name, _ in raw)
     return any("ratelimit" in name.lower() for name in headers)
