@@ -160,6 +160,7 @@ class Core:
 
     __slots__ = (
         "classifier",
+        "first_wait",
         "generation",
         "instruments",
         "monotonic",
@@ -188,6 +189,13 @@ class Core:
         self.refresh()
         #: Whether attempts have a time budget (``deadline`` or ``attempt_timeout``).
         self.timed = policy.deadline is not None or policy.attempt_timeout is not None
+        #: The longest a gate may make a call wait before its first attempt
+        #: (:meth:`Call.max_wait` at the start of a call).
+        self.first_wait = (
+            policy.retry_after_max
+            if policy.deadline is None
+            else min(policy.retry_after_max, policy.deadline)
+        )
 
     def refresh(self) -> None:
         """(Re)build the store and the strategies: fresh state, unless the policy
@@ -223,11 +231,11 @@ class Call:
     __slots__ = (
         "_host",
         "_locator",
-        "_notes",
         "_parts",
         "_region",
         "core",
         "headers",
+        "notes",
         "paced",
         "replayable",
         "request",
@@ -256,7 +264,8 @@ class Call:
         self._region: Any = _UNREAD
         self._locator: RegionLocator | None = core.policy.region_locator
         self._parts: Any = None
-        self._notes: dict[object, object] | None = None
+        #: What strategies remember between their duties within this call.
+        self.notes: dict[object, object] = {}
         #: When the attempt now answered was sent (kept when hedging only).
         self.sent: float | None = None
         #: The copies of the last attempt, when it was raced against hedges.
@@ -300,13 +309,6 @@ class Call:
         if self.wire.method(self.request) in HEDGEABLE_METHODS:
             return True
         return self.carries_key(self.core.classifier.host_rules(self.host))
-
-    @property
-    def notes(self) -> dict[object, object]:
-        """What strategies remember between their duties within this call."""
-        if self._notes is None:
-            self._notes = {}
-        return self._notes
 
     # -- what the flow does with it -------------------------------------------
 
@@ -578,7 +580,7 @@ def admit(core: Core, wire: Wire[Req, Resp], request: Req) -> Call:
     call = Call(core, wire, request, core.monotonic())
     if not core.pipeline.gates:
         return call
-    gate = core.pipeline.before_attempt(call, call.started, call.max_wait(call.started))
+    gate = core.pipeline.before_attempt(call, call.started, core.first_wait)
     if isinstance(gate, Refusal):
         _log.warning(
             "%s %s: not sent: %s",

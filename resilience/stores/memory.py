@@ -32,6 +32,13 @@ class MemoryStore:
         self._values: dict[str, tuple[float, float]] = {}
         self._writes = 0
 
+    @property
+    def version(self) -> int:
+        """A number that changes whenever a stored value or bucket does (not
+        when one merely expires): a reader that saw no change since its last
+        read may keep what it read, as the circuit breaker does."""
+        return self._writes
+
     def __len__(self) -> int:
         """Entries held, the expired ones not swept yet included."""
         return len(self._buckets) + len(self._values)
@@ -164,6 +171,7 @@ class MemoryStore:
                 self._values.pop(key, None)
             else:
                 self._values[key] = (float(value), expires)
+            self._writes += 1
 
     def holds(self, key: str) -> bool:
         """Whether a value is stored under ``key`` (expired or not)."""

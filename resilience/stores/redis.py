@@ -496,6 +496,12 @@ class RedisStore:
             self._holds.append((None, tuple(buckets), seconds, cost, t))
             self._ask()
 
+    @property
+    def version(self) -> int:
+        """See :attr:`MemoryStore.version`: that of this process's copy, which
+        changes as calls write and as what Redis answers is copied in."""
+        return self._mirror.version
+
     def get(self, key: str, now: float) -> float | None:
         """See :meth:`Store.get`; read from this process's copy."""
         self._touch(key)

@@ -199,10 +199,10 @@ class Pipeline:
         wait = 0.0
         for strategy in self._gates:
             answer = strategy.before_attempt(call, now, max_wait)
-            if type(answer) is Refusal:
+            if isinstance(answer, Refusal):
                 return answer
-            assert isinstance(answer, float)
-            wait = max(wait, answer)
+            if answer > wait:
+                wait = answer
         return wait
 
     def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:

@@ -120,6 +120,11 @@ class CircuitBreaker:
         return BreakerStrategy(self, store, wall)
 
 
+#: Seconds a circuit read closed is trusted without reading it again while
+#: the store has not changed (a RedisStore stops watching keys unread for 2 s).
+REREAD = 0.25
+
+
 class _Circuit:
     """One circuit as this process knows it: its key names, made once, and the
     successes it has counted but not yet added to the store.
@@ -131,6 +136,7 @@ class _Circuit:
     """
 
     __slots__ = (
+        "closed_gen",
         "flushed",
         "gen",
         "index",
@@ -138,8 +144,11 @@ class _Circuit:
         "n_key",
         "name",
         "probes_key",
+        "read_at",
+        "seen",
         "state_keys",
         "successes",
+        "until",
     )
 
     def __init__(self, name: str, now: float) -> None:
@@ -153,12 +162,19 @@ class _Circuit:
         self.index: int | None = None
         self.n_key = ""
         self.flushed = now
+        #: The store's version when the circuit was last read closed (-1: not
+        #: read closed), when (monotonic), and its generation then.
+        self.seen: int | None = -1
+        self.read_at = now
+        self.closed_gen: float | None = None
+        #: Monotonic time at which the bucket ``index`` ends (-inf: not known).
+        self.until = -math.inf
 
 
 class BreakerStrategy(BaseStrategy):
     """The circuit breaker as a strategy: gates attempts, records outcomes."""
 
-    __slots__ = ("_circuits", "_lock", "_width", "config", "store", "wall")
+    __slots__ = ("_circuits", "_lock", "_versioned", "_width", "config", "store", "wall")
 
     def __init__(self, config: CircuitBreaker, store: Store, wall: Callable[[], float]) -> None:
         self.config = config
@@ -167,6 +183,8 @@ class BreakerStrategy(BaseStrategy):
         self._width = config.window / 2.0
         self._lock = threading.Lock()
         self._circuits: dict[tuple[str | None, str | None], _Circuit] = {}
+        #: Whether the store tells when it changed (``MemoryStore``, ``RedisStore``).
+        self._versioned = isinstance(getattr(type(store), "version", None), property)
 
     @staticmethod
     def circuit(host: str | None, region: str | None) -> str:
@@ -211,13 +229,26 @@ class BreakerStrategy(BaseStrategy):
         return "half_open" if tripped else "closed"
 
     def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
-        """Go while closed; refuse while open; one of ``probes`` slots while half-open."""
-        circuit = self._circuit(call, now)
+        """Go while closed; refuse while open; one of ``probes`` slots while half-open.
+
+        A circuit read closed stays closed until the store changes: while its
+        version is the one seen then (and for at most :data:`REREAD` seconds,
+        so that a shared store keeps watching the keys), the keys are not read
+        again.
+        """
+        circuit = self._circuits.get((call.host, call.region)) or self._circuit(call, now)
+        version = self.store.version if self._versioned else None  # type: ignore[attr-defined]
+        if version == circuit.seen and now - circuit.read_at < REREAD:
+            call.notes[self] = (circuit, circuit.closed_gen)
+            return 0.0
         opened, tripped, generation = self.store.get_many(circuit.state_keys, now)
         if not opened and not tripped:
             # Closed: the outcome of this attempt counts in this generation's window.
             call.notes[self] = (circuit, generation)
+            if version is not None:
+                circuit.seen, circuit.read_at, circuit.closed_gen = version, now, generation
             return 0.0
+        circuit.seen = -1
         if not opened:  # half-open: a probe, if a slot is free
             probes_key = circuit.probes_key
             probes = self.store.incr(probes_key, 1.0, self.config.open_for, now, low=0.0)
@@ -251,18 +282,23 @@ class BreakerStrategy(BaseStrategy):
                 store.set(circuit.state_keys[1], 0.0, config.window, now)
                 store.incr(circuit.state_keys[2], 1.0, config.window * 4, now)
             return
-        width = self._width
-        wall = self.wall()
-        index = math.floor(wall / width)
         gen = float(generation or 0.0)
         if not failed:
-            # A success never opens a circuit: count it here, add it to the store later.
-            if circuit.index != index or circuit.gen != gen:
-                self._flush(circuit, now, gen, index)
+            # A success never opens a circuit: count it here, add it to the
+            # store later; while the bucket lasts, without reading the clock.
+            if now >= circuit.until or circuit.gen != gen:
+                wall = self.wall()
+                index = math.floor(wall / self._width)
+                if circuit.index != index or circuit.gen != gen:
+                    self._flush(circuit, now, gen, index)
+                circuit.until = now + (index + 1) * self._width - wall
             next(circuit.successes)
             if now - circuit.flushed >= FLUSH_EVERY:
                 self._flush(circuit, now)
             return
+        width = self._width
+        wall = self.wall()
+        index = math.floor(wall / width)
         # The successes counted so far go first: the ratio is judged on every outcome.
         self._flush(circuit, now, gen, index)
         base = f"{name}:{int(gen)}:"

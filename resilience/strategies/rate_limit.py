@@ -260,6 +260,14 @@ class _Lease:
         self.handed = itertools.count(1)  # slot 0 went to the request that took the lease
 
 
+#: Answers in a row without limit headers after which a key's answers are
+#: read only one in :data:`QUIET_EVERY`.
+QUIET_AFTER = 64
+QUIET_EVERY = 16
+#: Keys whose silence is counted at most (past it, the counts start over).
+_KEYS_MAX = 1024
+
+
 class RateLimiter(BaseStrategy):
     """The pacing state of one transport; safe to share between threads and tasks.
 
@@ -273,6 +281,7 @@ class RateLimiter(BaseStrategy):
         "_leases",
         "_lock",
         "_made",
+        "_silent",
         "_sizes",
         "config",
         "store",
@@ -300,6 +309,8 @@ class RateLimiter(BaseStrategy):
         self._leases: dict[str, _Lease] | None = {} if type(self.store) is MemoryStore else None
         # Requests a lease of each key serves (below 2: no lease).
         self._sizes: dict[str, float] = {}
+        # Successive answers per key that announced no limits (see record).
+        self._silent: dict[str, int] = {}
 
     def __len__(self) -> int:
         """Keys whose rate is lowered now."""
@@ -348,9 +359,32 @@ class RateLimiter(BaseStrategy):
             return  # a network error (or no answer yet) says nothing about the rate
         key = self.config.key or call.host or ""
         if outcome is Outcome.THROTTLED:
+            self._silent.pop(key, None)
             self.on_throttled(key, now, call.retry_after, headers, wall_now=self._wall_now())
-        elif key in self._adaptive or announces_limits(headers):
+        elif key in self._adaptive or self._announces(key, headers):
             self.on_success(key, now, headers, wall_now=self._wall_now())
+
+    def _announces(self, key: str, headers: Mapping[str, str]) -> bool:
+        """Whether an answer for ``key`` announces limits in its headers.
+
+        Every answer is read while the key's server announces limits, and for
+        its first :data:`QUIET_AFTER` answers; a server that announced none in
+        that many answers in a row is read on one answer in
+        :data:`QUIET_EVERY` (it starts announcing after a deploy: seen within
+        that many answers; a 429 is always heard), which spares each success
+        a scan of its header names.
+        """
+        silent = self._silent.get(key, 0)
+        if silent >= QUIET_AFTER and silent % QUIET_EVERY:
+            self._silent[key] = silent + 1
+            return False
+        if announces_limits(headers):
+            self._silent.pop(key, None)
+            return True
+        if len(self._silent) >= _KEYS_MAX:
+            self._silent.clear()  # many hosts: start over rather than grow
+        self._silent[key] = silent + 1
+        return False
 
     def _wall_now(self) -> float | None:
         return self.wall() if self.wall is not None else None
