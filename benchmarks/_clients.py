@@ -245,6 +245,8 @@ class Tuning:
             (``capacity_retries=0``: a region without capacity is not retried).
         defaults: resilience with every default (overrides the rest).
         on_retry: resilience's ``on_retry`` (the fault mix records the waits).
+        hedge: resilience's ``hedge=resilience.Hedge(delay=hedge)`` (seconds
+            or ``"p95"``); ``None``: no hedging, the library's default.
     """
 
     backoff: float = BACKOFF
@@ -252,6 +254,7 @@ class Tuning:
     regions: bool = False
     defaults: bool = False
     on_retry: Callable[[Any], Any] | None = None
+    hedge: float | str | None = None
 
 
 @dataclass
@@ -392,11 +395,29 @@ def in_process_resilient_adapter() -> Iterator[None]:
 # -- builders ------------------------------------------------------------------------
 
 
+def _hedge(delay: float | str) -> Any:
+    """``resilience.Hedge(delay=delay)``.
+
+    Raises:
+        Skip: this version of the library has no hedging.
+    """
+    hedge = getattr(resilience, "Hedge", None)
+    if hedge is None:
+        raise Skip("this version of resilience has no Hedge")
+    return hedge(delay=delay)
+
+
 def resilience_options(tuning: Tuning) -> dict[str, Any]:
-    """The keyword arguments of the resilience transports for ``tuning``."""
+    """The keyword arguments of the resilience transports for ``tuning``.
+
+    Raises:
+        Skip: ``tuning`` hedges and this version of the library cannot.
+    """
+    hedge = {} if tuning.hedge is None else {"hedge": _hedge(tuning.hedge)}
     if tuning.defaults:
-        return {}
+        return hedge
     options: dict[str, Any] = {
+        **hedge,
         "on_retry": tuning.on_retry,
         "max_attempts": ATTEMPTS,
         "backoff_initial": tuning.backoff,
