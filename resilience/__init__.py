@@ -47,6 +47,7 @@ if _TYPE_CHECKING:
     from resilience.shells.requests_adapter import ResilientAdapter
     from resilience.strategies.breaker import CircuitBreaker
     from resilience.strategies.budget import RetryBudget
+    from resilience.strategies.hedge import Hedge
     from resilience.strategies.rate_limit import RateLimit
 
 # Where each public name lives. They are imported on first use (PEP 562), so
@@ -77,6 +78,7 @@ _HOMES: dict[str, str] = {
     "PolicyOptions": "resilience.retry.policy",
     "CircuitBreaker": "resilience.strategies.breaker",
     "RetryBudget": "resilience.strategies.budget",
+    "Hedge": "resilience.strategies.hedge",
     "RateLimit": "resilience.strategies.rate_limit",
 }
 _MODULES = frozenset(
@@ -115,6 +117,7 @@ __all__ = [
     "Conflict",
     "Detector",
     "Forbidden",
+    "Hedge",
     "InvalidRequest",
     "NotFound",
     "NotImplementedByServer",

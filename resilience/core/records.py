@@ -46,8 +46,13 @@ class Attempt:
         delay: seconds waited before this attempt.
         region: the region it was sent to, when regions are in use.
         classification: the verdict on the answer, or ``None`` after an error.
-        outcome: what followed: ``"return"``, ``"retry"``, ``"failover"`` or
-            why the call stopped (``"max_attempts reached"``, ...).
+        outcome: what followed: ``"return"``, ``"retry"``, ``"failover"``,
+            why the call stopped (``"max_attempts reached"``, ...), or, for a
+            hedged attempt that did not win, ``"cancelled"`` (still in flight
+            when another answer won) or ``"superseded"`` (its answer was not
+            usable, and another attempt was still in flight).
+        reason: why it was sent: ``"first"``, ``"retry"``, ``"failover"``, or
+            ``"hedge"`` (a copy of a late attempt).
     """
 
     number: int
@@ -57,6 +62,7 @@ class Attempt:
     region: str | None
     classification: Classification | None
     outcome: str = "return"
+    reason: str = "first"
 
 
 @dataclass(frozen=True, slots=True)

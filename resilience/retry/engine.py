@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from resilience.core.backoff import Uniform, jittered, nominal
 from resilience.core.classification import Category, Classification
@@ -26,6 +27,9 @@ from resilience.core.records import (
 )
 from resilience.detectors.rules import GENERIC_RULES, VendorRules
 from resilience.retry.policy import Policy
+
+if TYPE_CHECKING:
+    from resilience.retry.racing import Round
 
 __all__ = [
     "Action",
@@ -56,15 +60,18 @@ class CallState:
     """
 
     __slots__ = (
+        "_after",
         "_capacity_here",
         "_idempotent",
         "_pending_delay",
         "_previous_backoff",
+        "_reason",
         "_tried",
         "_unknown_before",
         "_waited",
         "attempts",
         "failover",
+        "last",
         "method",
         "policy",
         "region",
@@ -103,6 +110,10 @@ class CallState:
         self._capacity_here = 0
         self._tried = {region} if region is not None else set()
         self._unknown_before = False
+        self._reason = "first"
+        self._after: list[Attempt] = []
+        #: The record of the attempt decided last (hedged copies may follow it).
+        self.last: Attempt | None = None
 
     # -- reporting outcomes ---------------------------------------------------
 
@@ -153,8 +164,35 @@ class CallState:
 
     def abandon(self, reason: str) -> None:
         """The last retry will not be sent after all (a strategy refused it)."""
-        if self.attempts:
-            self.attempts[-1] = replace(self.attempts[-1], outcome=reason)
+        last = self.last
+        if last is not None:
+            self.last = replace(last, outcome=reason)
+            self.attempts[self.attempts.index(last)] = self.last
+
+    def settle(self, race: Round) -> list[Attempt]:
+        """Record the copies of a raced attempt that did not win, before the
+        winner is reported; return their records.
+
+        Numbers follow the order the copies were sent: the copies sent before
+        the winner are recorded now, those sent after it right after it.
+        """
+        base = len(self.attempts) + 1
+        losers = [
+            copy.attempt(
+                base + copy.index,
+                self._pending_delay if copy.index == 0 else copy.delay,
+                self.region,
+                self._reason if copy.index == 0 else "hedge",
+            )
+            for copy in race.copies
+            if copy.index != race.winner
+        ]
+        self.attempts.extend(a for a in losers if a.number < base + race.winner)
+        self._after = [a for a in losers if a.number > base + race.winner]
+        if race.winner != 0:
+            self._reason = "hedge"
+            self._pending_delay = race.copies[race.winner].delay
+        return losers
 
     def add_wait(self, seconds: float) -> None:
         """Count a wait the shell made before the next attempt (local pacing)."""
@@ -185,17 +223,20 @@ class CallState:
         return Decision(action, reason=reason, classification=c, region=self.region)
 
     def _record(self, c: Classification | None, error: str | None, outcome: str) -> None:
-        self.attempts.append(
-            Attempt(
-                number=len(self.attempts) + 1,
-                status=c.status if c is not None else None,
-                error=error,
-                delay=self._pending_delay,
-                region=self.region,
-                classification=c,
-                outcome=outcome,
-            )
+        self.last = attempt = Attempt(
+            number=len(self.attempts) + 1,
+            status=c.status if c is not None else None,
+            error=error,
+            delay=self._pending_delay,
+            region=self.region,
+            classification=c,
+            outcome=outcome,
+            reason=self._reason,
         )
+        self.attempts.append(attempt)
+        if self._after:  # hedged copies sent after this one, which won
+            self.attempts.extend(self._after)
+            self._after = []
 
     def _backoff(self) -> float:
         p = self.policy
@@ -216,7 +257,7 @@ class CallState:
     ) -> Decision:
         p = self.policy
         number = len(self.attempts) + 1
-        if number >= p.max_attempts:
+        if number + len(self._after) >= p.max_attempts:  # hedged copies count too
             return self._finish(c, error, Action.GIVE_UP, "max_attempts reached")
         if not self.replayable:
             return self._finish(c, error, Action.GIVE_UP, "request body cannot be replayed")
@@ -276,6 +317,7 @@ class CallState:
         elif category is Category.CAPACITY:
             self._capacity_here += 1
         self.region = next_region
+        self._reason = reason
         self._pending_delay = delay
         self._waited += delay
         return Decision(Action.RETRY, delay, next_region, reason, c, event)

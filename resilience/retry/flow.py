@@ -41,6 +41,7 @@ from resilience.regions import RegionLocator
 from resilience.retry.classifier import Classifier
 from resilience.retry.engine import CallState
 from resilience.retry.policy import Policy
+from resilience.retry.racing import HedgePool, Race, Round, race, race_async
 from resilience.retry.testing_mode import MODE
 from resilience.stores.memory import MemoryStore
 from resilience.strategies.base import Outcome, Pipeline, Refusal
@@ -84,6 +85,9 @@ class Wire(Protocol[Req, Resp]):  # type: ignore[misc]
     def replayable(self, request: Req) -> bool: ...
     def parts(self, request: Req) -> Any: ...
     def rebuild(self, request: Req, parts: Any) -> Req: ...
+    def copy(self, request: Req) -> Req:
+        """A copy of ``request`` to send alongside it (a hedge), its own timeouts included."""
+
     def status(self, response: Resp) -> int: ...
     def response_headers(self, response: Resp) -> Any: ...
     def view(self, response: Resp, body: bytes | None, request: Req) -> ResponseView: ...
@@ -199,6 +203,9 @@ class Core:
 
 _UNREAD: Any = object()
 
+#: Methods whose copies may race: safe or idempotent (RFC 9110 §9.2.1-2).
+HEDGEABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
 #: Seconds an attempt needs at least: with less left before the deadline, the
 #: call ends with what it has instead of starting one bound to time out.
 MIN_ATTEMPT = 0.005
@@ -225,6 +232,8 @@ class Call:
         "replayable",
         "request",
         "retry_after",
+        "round",
+        "sent",
         "started",
         "state",
         "status",
@@ -248,6 +257,10 @@ class Call:
         self._locator: RegionLocator | None = core.policy.region_locator
         self._parts: Any = None
         self._notes: dict[object, object] | None = None
+        #: When the attempt now answered was sent (kept when hedging only).
+        self.sent: float | None = None
+        #: The copies of the last attempt, when it was raced against hedges.
+        self.round: Round | None = None
 
     # -- what strategies read -------------------------------------------------
 
@@ -278,6 +291,15 @@ class Call:
             self._region = region
         found: str | None = self._region
         return found
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether the request may be sent twice (see :class:`~resilience.strategies.CallInfo`)."""
+        if not self.replayable:
+            return False
+        if self.wire.method(self.request) in HEDGEABLE_METHODS:
+            return True
+        return self.carries_key(self.core.classifier.host_rules(self.host))
 
     @property
     def notes(self) -> dict[object, object]:
@@ -358,19 +380,13 @@ class Call:
         why: str | None = None,
         event: RetryEvent | None = None,
     ) -> None:
-        """Tell the hooks how the last recorded attempt ended and what follows."""
+        """Tell the hooks how the last decided attempt ended and what follows."""
         instruments = self.instruments()
         if not instruments.hooks:
             return
         state = self.state
-        number, region = (
-            (state.attempts[-1].number, state.attempts[-1].region)
-            if state
-            else (
-                1,
-                self.region,
-            )
-        )
+        last = state.last if state is not None else None
+        number, region = (last.number, last.region) if last is not None else (1, self.region)
         instruments.attempt(
             AttemptEvent(
                 attempt=number,
@@ -389,6 +405,86 @@ class Call:
                 code=c.code if c is not None else None,
             )
         )
+
+    def report_copy(
+        self, number: int, status: int | None, error: str | None, reason: str, delay: float
+    ) -> None:
+        """Tell the hooks about a raced copy: sent as a hedge (``reason="hedge"``),
+        or lost (``"cancelled"``, ``"superseded"``)."""
+        instruments = self.instruments()
+        if not instruments.hooks:
+            return
+        region = self.region
+        instruments.attempt(
+            AttemptEvent(
+                attempt=number,
+                method=self.wire.method(self.request),
+                url=redact_url(self.wire.url(self.request)),
+                vendor=self.vendor,
+                category=None,
+                status=status,
+                error=error,
+                delay=delay,
+                region=region,
+                next_region=region,
+                reason=reason,
+                why=None,
+                trace_id=None,
+                code=None,
+            )
+        )
+
+    def report_hedge(self, index: int, delay: float) -> None:
+        """A hedged copy (``index`` of the current attempt) is being sent."""
+        done = len(self.state.attempts) if self.state is not None else 0
+        self.report_copy(done + 1 + index, None, None, "hedge", delay)
+
+    def heard_loser(self, outcome: Any, sent: float, now: float) -> None:
+        """A raced copy answered unusably while another was in flight: the
+        strategies hear it as any failed attempt."""
+        wire = self.wire
+        if isinstance(outcome, BaseException):
+            kind = wire.error_kind(outcome)
+            if kind is None or kind is ErrorKind.FATAL:
+                return
+            self.headers, verdict = None, Outcome.FAILURE
+        else:
+            status = wire.status(outcome)
+            self.headers = wire.response_headers(outcome)
+            verdict = (
+                Outcome.THROTTLED
+                if status == 429
+                else Outcome.FAILURE
+                if status >= 500
+                else Outcome.DEFERRED
+            )
+        self.retry_after, self.sent = None, sent
+        self.core.pipeline.record(self, verdict, now)
+
+    def begin(self) -> CallState:
+        """The per-call state of a call that goes beyond one plain attempt."""
+        wire, request = self.wire, self.request
+        state = self.state = CallState(
+            MODE.policy(self.core.policy),
+            method=wire.method(request),
+            url=redact_url(wire.url(request)),
+            started=self.started,
+            region=self.region,
+            replayable=self.replayable,
+            idempotent=self.carries_key,
+        )
+        if self.paced:
+            state.add_wait(self.paced)
+        return state
+
+    def settle_round(self) -> None:
+        """Record the raced copies of the last attempt that did not win."""
+        race, self.round = self.round, None
+        if race is None:
+            return
+        state = self.state or self.begin()
+        for lost in state.settle(race):
+            self.report_copy(lost.number, lost.status, lost.error, lost.outcome, lost.delay)
 
     def ended(self, outcome: str, status: int | None, error: str | None, vendor: str) -> None:
         """Tell the hooks the call ended."""
@@ -424,6 +520,8 @@ class Call:
         self.status = status
         self.headers = wire.response_headers(response)
         core.pipeline.record(self, Outcome.SUCCESS, core.monotonic())
+        if self.round is not None:
+            self.settle_round()
         state = self.state
         if state is None:
             wire.attach(response, self)
@@ -502,20 +600,11 @@ def retry_flow(call: Call, outcome: Any) -> Generator[Command, Any, None]:
     pipeline = core.pipeline
     classifier = core.classifier
     method = wire.method(call.request)
-    state = call.state = CallState(
-        MODE.policy(policy),
-        method=method,
-        url=redact_url(wire.url(call.request)),
-        started=call.started,
-        region=call.region,
-        replayable=call.replayable,
-        idempotent=call.carries_key,
-    )
-    if call.paced:
-        state.add_wait(call.paced)
+    state = call.state or call.begin()
     response: Any = None
     while True:
         broken: BaseException | None = None
+        call.settle_round()
         if isinstance(outcome, BaseException):
             kind = wire.error_kind(outcome)
             if kind is None:  # not a network error: the caller's to see
@@ -665,9 +754,11 @@ def drive(
     request: Any,
     io: SyncIO,
     sleep: Callable[[float], Any],
+    pool: HedgePool | None = None,
 ) -> Any:
     """Send ``request`` and carry out its retries synchronously; return the
-    final response or raise the final error.
+    final response or raise the final error. With ``pool`` (the transport's
+    threads) and a pipeline that hedges, attempts race against their hedges.
 
     Whatever happens, cancellation and ``KeyboardInterrupt`` included, every
     response that is not returned is closed and the flow is closed.
@@ -676,7 +767,10 @@ def drive(
     if call.paced > 0:
         _refuse_awaitable(sleep(call.paced), "sleep")
     try:
-        outcome = io.send(request, call.budget(call.started) if core.timed else None)
+        if pool is not None and core.pipeline.hedges:
+            outcome = _raced(call, io, pool, request)
+        else:
+            outcome = io.send(request, call.budget(call.started) if core.timed else None)
     except Exception as exc:
         outcome = exc
     else:
@@ -691,7 +785,10 @@ def drive(
             result: Any = None
             if type(command) is Send:
                 try:
-                    result = live = io.send(command.request, command.budget)
+                    if pool is not None and core.pipeline.hedges:
+                        result = live = _raced(call, io, pool, command.request)
+                    else:
+                        result = live = io.send(command.request, command.budget)
                 except Exception as exc:
                     result = exc
             elif type(command) is Read:
@@ -733,8 +830,12 @@ async def drive_async(
     call = admit(core, wire, request)
     if call.paced > 0:
         await _maybe_await(sleep(call.paced))
+    hedges = core.pipeline.hedges
     try:
-        outcome = await io.send(request, call.budget(call.started) if core.timed else None)
+        if hedges:
+            outcome = await _araced(call, io, request)
+        else:
+            outcome = await io.send(request, call.budget(call.started) if core.timed else None)
     except Exception as exc:
         outcome = exc
     else:
@@ -749,7 +850,10 @@ async def drive_async(
             result: Any = None
             if type(command) is Send:
                 try:
-                    result = live = await io.send(command.request, command.budget)
+                    if hedges:
+                        result = live = await _araced(call, io, command.request)
+                    else:
+                        result = live = await io.send(command.request, command.budget)
                 except Exception as exc:
                     result = exc
             elif type(command) is Read:
@@ -778,6 +882,53 @@ async def drive_async(
         flow.close()
         if live is not None:
             await _aclose_quietly(io.discard, live)
+
+
+def _hedge_plan(call: Call, request: Any) -> Race | None:
+    """The race of the attempt about to be sent with ``request``, if it is hedged."""
+    core = call.core
+    now = core.monotonic()
+    call.sent = now
+    delay = core.pipeline.hedge_delay(call, 1)
+    if delay is None:
+        return None
+    state = call.state
+    done = len(state.attempts) if state is not None else 0
+    allowed = MODE.policy(core.policy).max_attempts - done
+    return Race(call, delay, now, allowed) if allowed > 1 else None
+
+
+def _budget_of(call: Call) -> Callable[[float], float | None]:
+    if call.core.timed:
+        return call.budget
+    return lambda now: None
+
+
+def _raced(call: Call, io: SyncIO, pool: HedgePool, request: Any) -> Any:
+    """Send one attempt, raced against its hedges when the pipeline hedges it;
+    return the answer, or raise the error, that ended it."""
+    plan = _hedge_plan(call, request)
+    budget = _budget_of(call)
+    if plan is None:
+        return io.send(request, budget(call.sent or 0.0))
+    outcome = race(plan, pool, io.send, io.discard, request, call.wire.copy, budget)
+    call.round = plan.round()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+async def _araced(call: Call, io: AsyncIO, request: Any) -> Any:
+    """The asynchronous counterpart of :func:`_raced` (a task per copy)."""
+    plan = _hedge_plan(call, request)
+    budget = _budget_of(call)
+    if plan is None:
+        return await io.send(request, budget(call.sent or 0.0))
+    outcome = await race_async(plan, io.send, io.discard, request, call.wire.copy, budget)
+    call.round = plan.round()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _with_history(error: BaseException, call: Call) -> BaseException:

@@ -18,15 +18,17 @@ from resilience.stores import Store
 from resilience.strategies.base import StrategyConfig
 from resilience.strategies.breaker import CircuitBreaker
 from resilience.strategies.budget import RetryBudget
+from resilience.strategies.hedge import Hedge
 from resilience.strategies.rate_limit import RateLimit
 
 __all__ = ["DEFAULT_BUDGET", "STRATEGIES", "Jitter", "Policy", "PolicyOptions"]
 
 #: The policy keywords that name a strategy, in the order the pipeline runs
 #: them: the breaker fails fast before the rate limit reserves a slot; the
-#: budget only hears outcomes and permits retries. A new strategy is one
-#: class with a ``build`` method and one keyword here.
-STRATEGIES = ("circuit_breaker", "rate_limit", "retry_budget")
+#: budget only hears outcomes and permits retries (and hedges); hedging says
+#: when a late attempt gets a copy. A new strategy is one class with a
+#: ``build`` method and one keyword here.
+STRATEGIES = ("circuit_breaker", "rate_limit", "retry_budget", "hedge")
 
 DEFAULT_BUDGET = RetryBudget()
 
@@ -85,6 +87,7 @@ class PolicyOptions(TypedDict, Generic[_Returns], total=False):
     circuit_breaker: CircuitBreaker | bool | None
     rate_limit: RateLimit | None
     store: Store | None
+    hedge: Hedge | None
     instrumentation: Sequence[Hook] | None
 
 
@@ -188,6 +191,11 @@ class Policy:
             every transport using it; a ``RedisStore`` answers from a local
             copy that a background thread keeps in step with Redis, so no call
             waits on the network.
+        hedge: hedged requests (:class:`Hedge`): a late attempt of a request
+            that is safe to send twice gets a copy, and the first usable
+            answer wins (the others are cancelled and closed); copies spend
+            the retry budget and count toward ``max_attempts``. ``None``
+            (default): no hedging.
         instrumentation: the hooks observing this transport's attempts and
             calls (:mod:`resilience.instrumentation`); ``None`` (default): the
             process-wide ones (:func:`~resilience.instrumentation.set_hooks`,
@@ -218,6 +226,7 @@ class Policy:
     circuit_breaker: CircuitBreaker | None = None
     rate_limit: RateLimit | None = None
     store: Store | None = None
+    hedge: Hedge | None = None
     instrumentation: tuple[Hook, ...] | None = None
     steps: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
@@ -283,6 +292,8 @@ class Policy:
             checks.instance(
                 "retry_budget", self.retry_budget, RetryBudget, "a resilience.RetryBudget or None"
             )
+        if self.hedge is not None:
+            checks.instance("hedge", self.hedge, Hedge, "a resilience.Hedge or None")
         if self.instrumentation is not None:
             put(self, "instrumentation", check_hooks(self.instrumentation, "instrumentation"))
         if self.store is not None:

@@ -42,6 +42,7 @@ from resilience.retry.flow import (
     refuse_coroutine_functions,
 )
 from resilience.retry.policy import Policy, PolicyOptions
+from resilience.retry.racing import HedgePool
 from resilience.retry.testing_mode import real_async_sleep, real_sleep
 from resilience.shells.proxies import default_transport
 
@@ -165,6 +166,18 @@ class HttpxWire:
             extensions=request.extensions,
         )
         return rebuilt
+
+    def copy(self, request: httpx.Request) -> httpx.Request:
+        # The same (replayable) body stream; its own extensions, so that the
+        # copy's timeouts are cut apart from the original's.
+        copied: httpx.Request = self.lib.Request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            stream=request.stream,
+            extensions={**request.extensions},
+        )
+        return copied
 
     def status(self, response: httpx.Response) -> int:
         return response.status_code
@@ -407,10 +420,12 @@ class SyncShell(Generic[Inner, Req, Resp]):
         self._wire = wire_for(lib)
         self._io = _SyncIO(self._transport, self._wire)
         self._sleep = self.policy.sleep or real_sleep
+        hedge = self.policy.hedge
+        self._pool = HedgePool(hedge.threads) if hedge is not None else None
 
     def handle_request(self, request: Req) -> Resp:
         """Send ``request``, retrying per the policy; return the final response."""
-        response: Resp = drive(self._core, self._wire, request, self._io, self._sleep)
+        response: Resp = drive(self._core, self._wire, request, self._io, self._sleep, self._pool)
         return response
 
     def __enter__(self) -> Self:
@@ -423,10 +438,14 @@ class SyncShell(Generic[Inner, Req, Resp]):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
         self._transport.__exit__(exc_type, exc_value, traceback)
 
     def close(self) -> None:
-        """Close the wrapped transport."""
+        """Close the wrapped transport (and stop the hedging threads)."""
+        if self._pool is not None:
+            self._pool.shutdown()
         self._transport.close()
 
 

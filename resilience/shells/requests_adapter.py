@@ -34,6 +34,7 @@ from resilience.regions import RequestParts
 from resilience.retry.engine import ErrorKind
 from resilience.retry.flow import Core, History, drive, refuse_coroutine_functions
 from resilience.retry.policy import Policy, PolicyOptions
+from resilience.retry.racing import HedgePool
 from resilience.retry.testing_mode import real_sleep
 
 __all__ = ["ResilientAdapter"]
@@ -98,6 +99,9 @@ class _RequestsWire:
         new.headers = requests.structures.CaseInsensitiveDict(parts.headers)
         new.body = parts.body
         return new
+
+    def copy(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request.copy()
 
     def status(self, response: requests.Response) -> int:
         return response.status_code
@@ -318,6 +322,14 @@ class ResilientAdapter(HTTPAdapter):
     def _setup(self) -> None:
         self._core = Core(self.policy)
         self._sleep = self.policy.sleep or real_sleep
+        hedge = self.policy.hedge
+        self._pool = HedgePool(hedge.threads) if hedge is not None else None
+
+    def close(self) -> None:
+        """Close the connection pools (and stop the hedging threads)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+        super().close()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)  # type: ignore[misc]
@@ -332,5 +344,5 @@ class ResilientAdapter(HTTPAdapter):
         ``timeout``, ``verify``, ``cert``, ``proxies``) and passes them on.
         """
         io = _RequestsIO(self, kwargs)
-        response: requests.Response = drive(self._core, _WIRE, request, io, self._sleep)
+        response: requests.Response = drive(self._core, _WIRE, request, io, self._sleep, self._pool)
         return response

@@ -6,7 +6,10 @@ with up to three duties, each optional:
 * :meth:`Strategy.before_attempt` - a gate before every attempt: go now, wait
   ``s`` seconds first, or refuse (:class:`Refusal`: nothing is sent);
 * :meth:`Strategy.record` - hear the :class:`Outcome` of every attempt;
-* :meth:`Strategy.allows_retry` - permission for one more attempt.
+* :meth:`Strategy.allows_retry` - permission for one more attempt (a retry,
+  or a hedged copy of a late attempt);
+* :meth:`Strategy.hedge_delay` - whether, and how long after it was sent, a
+  late attempt may be hedged with a copy.
 
 The retry flow never asks "is there a breaker?": it asks the
 :class:`Pipeline`, which calls only the strategies that override a duty
@@ -53,6 +56,8 @@ class Outcome(enum.Enum):
     """A ``RATE_LIMITED`` answer (429)."""
     DEFERRED = "deferred"
     """Another answer worth retrying that is no fault of the server (409 pending, 420)."""
+    LATE = "late"
+    """No answer yet, and a hedged copy is sent: it spends what a retry spends."""
 
 
 class CallInfo(Protocol):
@@ -77,6 +82,16 @@ class CallInfo(Protocol):
     @property
     def retry_after(self) -> float | None:
         """Seconds from the last answer's ``Retry-After``, when classified."""
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether the request may be sent twice: a safe method (GET, HEAD, PUT,
+        DELETE, OPTIONS) or an idempotency key (header, or the vendor's word),
+        and a body that can be replayed."""
+
+    @property
+    def sent(self) -> float | None:
+        """Monotonic time at which the attempt now answered was sent."""
 
     @property
     def notes(self) -> dict[object, object]:
@@ -120,6 +135,10 @@ class Strategy(Protocol):
     def allows_retry(self, call: CallInfo, now: float) -> bool:
         """Whether one more attempt may be sent."""
 
+    def hedge_delay(self, call: CallInfo, copies: int) -> float | None:
+        """Seconds after the latest of ``copies`` copies of the current attempt
+        at which another may be sent if no answer has come; ``None``: none."""
+
 
 class BaseStrategy:
     """No-op duties: a strategy overrides only those it has.
@@ -143,6 +162,10 @@ class BaseStrategy:
         """Always."""
         return True
 
+    def hedge_delay(self, call: CallInfo, copies: int) -> float | None:
+        """Never hedge."""
+        return None
+
 
 class StrategyConfig(Protocol):
     """A strategy's configuration (a policy keyword's value)."""
@@ -158,15 +181,18 @@ def _overrides(strategy: object, duty: str) -> bool:
 class Pipeline:
     """The strategies of one transport, in order, each called only for its duties."""
 
-    __slots__ = ("_gates", "_permits", "_recorders", "gates", "strategies")
+    __slots__ = ("_gates", "_hedgers", "_permits", "_recorders", "gates", "hedges", "strategies")
 
     def __init__(self, strategies: Sequence[Strategy]) -> None:
         self.strategies = tuple(strategies)
         self._gates = tuple(s for s in self.strategies if _overrides(s, "before_attempt"))
         self._recorders = tuple(s for s in self.strategies if _overrides(s, "record"))
         self._permits = tuple(s for s in self.strategies if _overrides(s, "allows_retry"))
+        self._hedgers = tuple(s for s in self.strategies if _overrides(s, "hedge_delay"))
         #: Whether any strategy gates attempts.
         self.gates = bool(self._gates)
+        #: Whether any strategy hedges late attempts.
+        self.hedges = bool(self._hedgers)
 
     def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
         """Ask every gate in order; the first refusal wins, else the longest wait."""
@@ -190,3 +216,20 @@ class Pipeline:
             if not strategy.allows_retry(call, now):
                 return getattr(strategy, "refusal", "refused by a strategy")
         return None
+
+    def hedge_delay(self, call: CallInfo, copies: int) -> float | None:
+        """The shortest delay any strategy gives for another copy, or ``None``."""
+        delays = [d for d in (s.hedge_delay(call, copies) for s in self._hedgers) if d is not None]
+        return min(delays) if delays else None
+
+    def permits_hedge(self, call: CallInfo, now: float) -> bool:
+        """Whether a hedged copy may be sent now: every permit allows it (as a
+        retry), and every gate lets it go without waiting. If so, the copy is
+        recorded as :attr:`Outcome.LATE` (the retry budget spends a token)."""
+        if self.refuses_retry(call, now) is not None:
+            return False
+        for strategy in self._gates:
+            if strategy.before_attempt(call, now, 0.0) != 0.0:
+                return False
+        self.record(call, Outcome.LATE, now)
+        return True

@@ -155,6 +155,8 @@ class BreakerStrategy(BaseStrategy):
 
     def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
         """Count the outcome; open on a failure over the ratio, close on a good probe."""
+        if outcome is Outcome.LATE:
+            return  # a hedged copy follows: the attempt's answer will count
         config = self.config
         failed = outcome is Outcome.FAILURE
         name, open_key, trip_key, gen_key, probes_key = self._keys(call)

@@ -279,8 +279,8 @@ class RateLimiter(BaseStrategy):
     def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
         """A 429 holds and slows the key; any other answer lets it recover."""
         headers = call.headers
-        if headers is None:
-            return  # a network error says nothing about the rate
+        if headers is None or outcome is Outcome.LATE:
+            return  # a network error (or no answer yet) says nothing about the rate
         key = self.key_for(call.host or "")
         if outcome is Outcome.THROTTLED:
             self.on_throttled(key, now, call.retry_after, headers, wall_now=self._wall_now())

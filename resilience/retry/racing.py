@@ -1,0 +1,370 @@
+"""Hedged sends: the decisions of one race (no I/O), and the two shells that run it.
+
+When the pipeline hedges (see :mod:`resilience.strategies.hedge`), an attempt
+is sent as a race: copy 0 goes at once; whenever :meth:`Race.due` says a copy
+is due and the pipeline permits one (:meth:`Race.hedge`), another copy of the
+request goes. Each answer is handed to :meth:`Race.finished`: the first usable
+one wins, an unusable one (a network error, 409, 420, 429 or a 5xx other than
+501: what a retry might fix) waits for the copies still in flight, and the last
+answer of all is the attempt's answer, which the retry flow then takes as it
+takes any other (so a race of failures falls back to the normal retry rules).
+
+Whatever did not win is closed: answers that lost are drained and closed as
+they come, copies still in flight are cancelled (async) or closed when they
+answer (sync: a blocking send cannot be interrupted). The flow learns the
+race's copies from :attr:`Call.round <resilience.retry.flow.Call.round>` and
+records them as attempts: hedges with reason ``"hedge"``, losers with outcome
+``"cancelled"`` or ``"superseded"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from resilience.core.records import Attempt
+
+if TYPE_CHECKING:
+    from resilience.retry.flow import Call
+
+__all__ = ["Copy", "HedgePool", "Race", "race", "race_async"]
+
+_log = logging.getLogger(__name__)
+
+
+def _retryable_status(status: int) -> bool:
+    # What a retry might fix, for any vendor: the flow classifies the answer
+    # that ends the race properly; here an answer only has to be "not worse
+    # than waiting for the other copy".
+    return status in (409, 420, 429) or (status >= 500 and status != 501)
+
+
+@dataclass(slots=True)
+class Copy:
+    """One copy of the attempt in a race.
+
+    Attributes:
+        index: 0 for the attempt itself, then the hedges in the order sent.
+        sent: monotonic time it was sent.
+        delay: seconds after copy 0 it was sent (0 for copy 0).
+        status: the status of its answer, once unusable (``None``: none).
+        error: the class name of its error, once failed.
+        outcome: ``"cancelled"`` while in flight or beaten; ``"superseded"``
+            once it answered unusably while another copy was in flight.
+    """
+
+    index: int
+    sent: float
+    delay: float
+    status: int | None = None
+    error: str | None = None
+    outcome: str = "cancelled"
+    answered: bool = False
+
+    def attempt(self, number: int, delay: float, region: str | None, reason: str) -> Attempt:
+        """This losing copy as an attempt of the call's history."""
+        return Attempt(number, self.status, self.error, delay, region, None, self.outcome, reason)
+
+
+class Race:
+    """The decisions of one hedged attempt (no I/O, no sleeping).
+
+    Args:
+        call: the call.
+        first_delay: seconds after copy 0 at which a copy is due.
+        now: monotonic time copy 0 is sent.
+        allowed: copies the call's ``max_attempts`` leaves for this attempt.
+    """
+
+    __slots__ = ("_due", "allowed", "call", "copies", "over", "winner")
+
+    def __init__(self, call: Call, first_delay: float, now: float, allowed: int) -> None:
+        self.call = call
+        self.copies = [Copy(0, now, 0.0)]
+        self.allowed = allowed
+        self._due: float | None = now + first_delay if allowed > 1 else None
+        self.winner: int | None = None
+        self.over = False
+
+    def due(self, now: float) -> float | None:
+        """Seconds until another copy is due (``0.0``: now), ``None``: no more copies."""
+        if self._due is None:
+            return None
+        return max(0.0, self._due - now)
+
+    @property
+    def in_flight(self) -> int:
+        """Copies sent that have not answered."""
+        return sum(1 for c in self.copies if not c.answered)
+
+    def hedge(self, now: float) -> Copy | None:
+        """The next copy to send now, or ``None`` when the pipeline refuses it
+        (no more copies are due after a refusal)."""
+        call = self.call
+        pipeline = call.core.pipeline
+        sent = len(self.copies)
+        if sent >= self.allowed or not pipeline.permits_hedge(call, now):
+            self._due = None
+            return None
+        copy = Copy(sent, now, now - self.copies[0].sent)
+        self.copies.append(copy)
+        call.report_hedge(copy.index, copy.delay)
+        after = pipeline.hedge_delay(call, sent + 1)
+        self._due = now + after if after is not None and sent + 1 < self.allowed else None
+        return copy
+
+    def unsent(self, copy: Copy) -> None:
+        """``copy`` could not be sent after all (no thread free): no more copies."""
+        self.copies.remove(copy)
+        self._due = None
+
+    def finished(self, index: int, outcome: Any, now: float) -> bool:
+        """Hear copy ``index``'s answer (a response or an exception); ``True``
+        when it ends the race (it won: the caller takes it), ``False`` when it
+        lost (the caller closes it)."""
+        copy = self.copies[index]
+        copy.answered = True
+        call = self.call
+        wire = call.wire
+        if isinstance(outcome, BaseException):
+            usable, status = False, None
+        else:
+            status = wire.status(outcome)
+            usable = not _retryable_status(status)
+        if usable or self.in_flight == 0:
+            self.winner = index
+            self.over = True
+            call.sent = copy.sent
+            return True
+        # Unusable, and another copy may still answer: this one is superseded.
+        copy.status, copy.outcome = status, "superseded"
+        copy.error = type(outcome).__name__ if status is None else None
+        call.heard_loser(outcome, copy.sent, now)
+        return False
+
+    def round(self) -> Round | None:
+        """What the flow records, or ``None`` when copy 0 ran alone."""
+        if len(self.copies) == 1 or self.winner is None:
+            return None
+        return Round(tuple(self.copies), self.winner)
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """The copies of one raced attempt and which of them won."""
+
+    copies: tuple[Copy, ...]
+    winner: int
+
+
+class HedgePool:
+    """The bounded threads a sync transport sends raced copies from.
+
+    Started on first use; a copy that finds every thread busy is not sent (a
+    call whose first copy finds it so is sent unhedged from its own thread).
+    """
+
+    __slots__ = ("_closed", "_executor", "_lock", "_slots", "threads")
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._slots = threading.BoundedSemaphore(threads)
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Run ``job`` on a free thread; ``False`` (not run) when none is free
+        or the pool was shut down."""
+        if self._closed or not self._slots.acquire(blocking=False):
+            return False
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                if self._closed:
+                    self._slots.release()
+                    return False
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        self.threads, thread_name_prefix="resilience-hedge"
+                    )
+                executor = self._executor
+
+        def run() -> None:
+            try:
+                job()
+            finally:
+                self._slots.release()
+
+        try:
+            executor.submit(run)
+        except RuntimeError:  # shut down
+            self._slots.release()
+            return False
+        return True
+
+    def shutdown(self) -> None:
+        """Stop taking copies; threads end when their send does."""
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def race(
+    hedge_race: Race,
+    pool: HedgePool,
+    send: Callable[[Any, float | None], Any],
+    discard: Callable[[Any], None],
+    request: Any,
+    copy_of: Callable[[Any], Any],
+    budget: Callable[[float], float | None],
+) -> Any:
+    """Run ``hedge_race`` from a sync shell; return the answer that ended it
+    (a response, or the exception a copy raised).
+
+    Args:
+        hedge_race: the race, copy 0 already counted.
+        pool: the transport's threads.
+        send: ``send(request, budget)`` of the shell.
+        discard: closes a response that will not be returned.
+        request: the request of copy 0.
+        copy_of: a copy of the request for a hedge (its own timeouts).
+        budget: the time budget of a copy sent at a monotonic time.
+    """
+    answers: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+    lock = threading.Lock()
+    clock = hedge_race.call.core.monotonic
+
+    def job(index: int, req: Any, seconds: float | None) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                outcome: Any = send(req, seconds)
+            except Exception as exc:
+                outcome = exc
+            with lock:
+                if not hedge_race.over:
+                    answers.put((index, outcome))
+                    return
+            if not isinstance(outcome, BaseException):  # beaten: give the connection back
+                _quietly(discard, outcome)
+
+        return run
+
+    if not pool.submit(job(0, request, budget(hedge_race.copies[0].sent))):
+        return send(request, budget(hedge_race.copies[0].sent))  # the pool is full: unhedged
+    outcome: Any = None
+    try:
+        while True:
+            wait = hedge_race.due(clock())
+            try:
+                index, outcome = answers.get(timeout=wait)
+            except queue.Empty:
+                now = clock()
+                if hedge_race.due(now):
+                    continue  # woken early
+                copy = hedge_race.hedge(now)
+                if copy is not None:
+                    req = copy_of(request)
+                    if not pool.submit(job(copy.index, req, budget(now))):
+                        hedge_race.unsent(copy)
+                continue
+            if hedge_race.finished(index, outcome, clock()):
+                return outcome
+            if not isinstance(outcome, BaseException):
+                discard(outcome)
+    finally:
+        with lock:
+            hedge_race.over = True
+        while True:  # answers that came in before the race was marked over
+            try:
+                _, late = answers.get_nowait()
+            except queue.Empty:
+                break
+            if late is not outcome and not isinstance(late, BaseException):
+                _quietly(discard, late)
+
+
+async def race_async(
+    hedge_race: Race,
+    send: Callable[[Any, float | None], Awaitable[Any]],
+    discard: Callable[[Any], Awaitable[None]],
+    request: Any,
+    copy_of: Callable[[Any], Any],
+    budget: Callable[[float], float | None],
+) -> Any:
+    """Run ``hedge_race`` from an async shell (any anyio runtime): each copy
+    is a task of one task group; the copies that did not win are cancelled
+    when the race ends, and any answer they left behind is closed."""
+    import anyio
+
+    sink, answers = anyio.create_memory_object_stream[tuple[int, Any]](math.inf)
+    clock = hedge_race.call.core.monotonic
+    outcome: Any = None
+
+    async def run(index: int, req: Any, seconds: float | None) -> None:
+        try:
+            result: Any = await send(req, seconds)
+        except Exception as exc:
+            result = exc
+        sink.send_nowait((index, result))
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(run, 0, request, budget(hedge_race.copies[0].sent))
+            while True:
+                wait = hedge_race.due(clock())
+                got: tuple[int, Any] | None = None
+                with anyio.move_on_after(math.inf if wait is None else wait):
+                    got = await answers.receive()
+                if got is None:
+                    now = clock()
+                    if hedge_race.due(now):
+                        continue  # woken early
+                    copy = hedge_race.hedge(now)
+                    if copy is not None:
+                        tasks.start_soon(run, copy.index, copy_of(request), budget(now))
+                    continue
+                index, result = got
+                if hedge_race.finished(index, result, clock()):
+                    outcome = result
+                    tasks.cancel_scope.cancel()
+                    break
+                if not isinstance(result, BaseException):
+                    await _aquietly(discard, result)
+        return outcome
+    finally:
+        hedge_race.over = True
+        sink.close()
+        while True:  # answers delivered but not taken
+            try:
+                _, late = answers.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            if late is not outcome and not isinstance(late, BaseException):
+                await _aquietly(discard, late)
+        answers.close()
+
+
+def _quietly(discard: Callable[[Any], None], response: Any) -> None:
+    try:
+        discard(response)
+    except Exception:
+        _log.debug("closing a losing response failed", exc_info=True)
+
+
+async def _aquietly(discard: Callable[[Any], Awaitable[None]], response: Any) -> None:
+    import anyio
+
+    try:
+        with anyio.CancelScope(shield=True):
+            await discard(response)
+    except Exception:
+        _log.debug("closing a losing response failed", exc_info=True)
