@@ -4,7 +4,7 @@ Runs every scenario on the embedded vendor simulator, prints markdown tables
 to stdout (progress to stderr) and writes the figures as JSON.
 
     python -m benchmarks              # full run (a few minutes)
-    python -m benchmarks --quick      # under a minute
+    python -m benchmarks --quick      # under two minutes
     python -m benchmarks --only fleet # one scenario (comma-separated names)
     python -m benchmarks --only hedge # hedged requests against a heavy tail of late answers
     python -m benchmarks --only store # what a RedisStore and the full set cost; import time
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="smaller N, fewer rounds (< 60 s)")
+    size.add_argument("--quick", action="store_true", help="smaller N, fewer rounds (< 2 min)")
     size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--json",

@@ -224,13 +224,16 @@ class Target:
 
     ``httpx_client`` and ``httpx_transport`` are extra keyword arguments of
     the httpx clients and of their network transports (``limits`` goes to the
-    transport: a client given a transport ignores its own).
+    transport: a client given a transport ignores its own). ``headers`` go with
+    every request of every client (an ``X-Sim-Key`` lets the simulator count a
+    contender's requests apart from the others').
     """
 
     kind: str
     base: str = "http://vendor.invalid"
     httpx_client: tuple[tuple[str, Any], ...] = ()
     httpx_transport: tuple[tuple[str, Any], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -480,6 +483,7 @@ def _requests_session(contender: Contender, target: Target, tuning: Tuning) -> C
     else:
         adapter = InProcessAdapter() if inproc else HTTPAdapter()
     session = requests.Session()
+    session.headers.update(dict(target.headers))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
 
@@ -510,6 +514,8 @@ def _httpx_client(contender: Contender, target: Target, tuning: Tuning) -> Clien
         else:
             transport = resilience.ResilientTransport(transport=inner, **options)
     options = dict(target.httpx_client)
+    if target.headers:
+        options["headers"] = dict(target.headers)
     if contender.is_async:
         aclient = httpx.AsyncClient(transport=transport, **options)
 

@@ -3,23 +3,28 @@
 The simulator answers 98% of requests at once and 2% after a heavy-tailed
 wait (``FaultMix(tail=0.02)``: at least 0.2 s, up to 2 s), each request drawn
 on its own, so that a second copy of a late request is itself late only 2% of
-the time. Every contender sends ``GET /gameye/session`` (safe to repeat) from
-a few callers at once; each call is timed, and the simulator counts the
-requests as they arrive. The retry libraries can only wait for a late answer;
-resilience with ``hedge=Hedge(delay="p95")`` sends a second copy once an
-answer is later than the host's 95th percentile, and takes the first.
+the time. Every contender sends ``GET /gameye/session`` (safe to repeat) at
+the same fixed rate, whatever its answers' latency (:mod:`benchmarks._pacing`);
+each call is timed, and the simulator counts the requests as they arrive. The
+retry libraries can only wait for a late answer; resilience with
+``hedge=Hedge(delay="p95")`` sends a second copy once an answer is later than
+the host's 95th percentile, and takes the first.
 
 Contenders take turns round after round, in a shuffled order, so that a slow
 spell of the machine hits them all; a row's percentiles are those of all its
-calls.
+calls. The schedule runs on from one contender's turn to the next (a turn
+does not wait for its late answers); each contender's requests carry its own
+``X-Sim-Key``, by which the simulator counts them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import datetime as dt
+import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +37,12 @@ from benchmarks._clients import (
     Target,
     Tuning,
     build,
-    close_all,
     describe,
 )
+from benchmarks._pacing import Pacer, Timed
 from benchmarks._settings import HEDGE_DELAY, TAIL_SHARE, Settings
 from benchmarks._sim import Server, served
-from benchmarks._timing import Progress, Timed, median, percentile, round_orders, time_concurrently
+from benchmarks._timing import Progress, median, percentile, round_orders
 from resilience.testing import FaultMix
 
 __all__ = ["PERCENTILES", "hedged_key", "run_hedge"]
@@ -48,8 +53,13 @@ PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("p999"
 #: How many of a row's slowest calls keep their attempt history in the JSON.
 SLOWEST_KEPT = 5
 
-Seen = tuple[tuple[str | None, int | None, str], ...]
-"""What one call went through: ``(reason, status, outcome)`` per attempt."""
+#: Calls each contender makes before the rounds: its connections opened, and
+#: enough answers heard for a p95 (the library wants 20) before any is timed.
+WARMUP_CALLS = 50
+
+Seen = tuple[tuple[str | None, int | None, str, float], ...]
+"""What one call went through: ``(reason, status, outcome, delay)`` per attempt
+(``delay``: seconds waited before a retry, or after the first copy for a hedge)."""
 
 
 def hedged_key(key: str) -> str:
@@ -91,18 +101,13 @@ def entries() -> list[Entry]:
 
 def _seen(response: Any) -> Seen:
     return tuple(
-        (getattr(a, "reason", None), a.status, a.outcome) for a in resilience.attempts(response)
+        (getattr(a, "reason", None), a.status, a.outcome, a.delay)
+        for a in resilience.attempts(response)
     )
 
 
-def _is_hedge(attempt: tuple[str | None, int | None, str]) -> bool:
+def _is_hedge(attempt: tuple[str | None, int | None, str, float]) -> bool:
     return attempt[0] == "hedge"
-
-
-def _time(client: Client, url: str, calls: int, workers: int, loop: Any) -> list[Timed[Seen]]:
-    return time_concurrently(
-        client.get, url, calls, workers, _seen, loop if client.is_async else None
-    )
 
 
 @dataclass
@@ -113,11 +118,19 @@ class _Tally:
     requests: int = 0
     p50_rounds: list[float] = field(default_factory=list)
 
-    def add(self, timed: list[Timed[Seen]], requests: int) -> None:
-        """Add one round: its calls, and the requests the simulator counted meanwhile."""
-        self.timed.extend(timed)
-        self.requests += requests
-        self.p50_rounds.append(1000 * percentile([t.seconds for t in timed], 0.5))
+    turns: list[list[Future[Timed[Seen]]]] = field(default_factory=list)
+
+    def add(self, turn: list[Future[Timed[Seen]]]) -> None:
+        """Add one turn's calls (still running)."""
+        self.turns.append(turn)
+
+    def collect(self) -> None:
+        """Wait for every call of every turn (the late ones end last) and keep their times."""
+        for turn in self.turns:
+            timed = [future.result() for future in turn]
+            self.timed.extend(timed)
+            self.p50_rounds.append(1000 * percentile([t.seconds for t in timed], 0.5))
+        self.turns = []
 
 
 def summarise_row(entry: Entry, tally: _Tally) -> dict[str, Any]:
@@ -134,6 +147,8 @@ def summarise_row(entry: Entry, tally: _Tally) -> dict[str, Any]:
         "requests_per_call": tally.requests / calls if calls else float("nan"),
         "mean_ms": sum(ms) / calls if calls else float("nan"),
         "max_ms": max(ms, default=float("nan")),
+        "late_p99_ms": percentile([1000 * t.late for t in tally.timed], 0.99),
+        "late_max_ms": max((1000 * t.late for t in tally.timed), default=float("nan")),
         "p50_rounds_ms": tally.p50_rounds,
         "errors": dict(Counter(t.error for t in tally.timed if t.error is not None)),
     }
@@ -143,6 +158,9 @@ def summarise_row(entry: Entry, tally: _Tally) -> dict[str, Any]:
         seen = [t.seen or () for t in tally.timed]
         row["hedges"] = sum(sum(1 for a in s if _is_hedge(a)) for s in seen)
         row["hedged_calls"] = sum(1 for s in seen if any(_is_hedge(a) for a in s))
+        row["hedges_won"] = sum(
+            1 for s in seen if any(_is_hedge(a) and a[2] == "return" for a in s)
+        )
         row["attempts_per_call"] = sum(len(s) for s in seen) / calls if calls else float("nan")
         slowest = sorted(tally.timed, key=lambda t: t.seconds, reverse=True)[:SLOWEST_KEPT]
         row["slowest"] = [
@@ -173,23 +191,36 @@ def compare(rows: list[dict[str, Any]]) -> None:
 @contextlib.contextmanager
 def _built(
     found: list[Entry],
-    target: Target,
-    loop: asyncio.AbstractEventLoop,
+    url: str,
+    pacer: Pacer,
     skipped: dict[str, str],
     progress: Progress,
 ) -> Iterator[dict[str, Client]]:
-    """Every row's client, closed after (the async ones on ``loop``, where they ran)."""
+    """Every row's client, closed after (the async ones on the pacer's loop, where they ran)."""
     clients: dict[str, Client] = {}
     try:
         for entry in found:
             try:
+                target = Target("loopback", url, headers=(("X-Sim-Key", entry.key),))
                 clients[entry.key] = build(entry.contender, target, entry.tuning)
             except Skip as exc:
                 skipped[entry.key] = str(exc)
                 progress("hedging", f"skipped {entry.label}: {exc}")
         yield clients
     finally:
-        close_all(clients.values(), loop)
+        for client in clients.values():
+            with contextlib.suppress(Exception):
+                if client.is_async:
+                    pacer.run(client.close())
+                else:
+                    client.close()
+
+
+def _send(
+    pacer: Pacer, client: Client, url: str, calls: int, settings: Settings
+) -> list[Future[Timed[Seen]]]:
+    rate = settings.hedge_async_rate if client.is_async else settings.hedge_rate
+    return pacer.send(client.get, url, calls, _seen, rate=rate, is_async=client.is_async)
 
 
 def _measure(
@@ -203,31 +234,25 @@ def _measure(
     found = entries()
     labels = {entry.key: entry.label for entry in found}
     skipped: dict[str, str] = {}
-    tallies: dict[str, _Tally] = {}
     rounds = settings.hedge_rounds
     per_round = max(1, settings.hedge_calls // rounds)
-    workers = settings.hedge_workers
-    loop = asyncio.new_event_loop()
-    try:
-        target = Target("loopback", server.url)
-        with _built(found, target, loop, skipped, progress) as clients:
-            # Warm-up: connections opened, and the hedged rows' latency sketch filled.
-            for key, client in clients.items():
-                _time(client, url, max(20, per_round // 2), workers, loop)
-                progress("hedging", f"warmed up {labels[key]}")
-            tallies = {key: _Tally([]) for key in clients}
-            for number, order in enumerate(round_orders(list(clients), rounds, seed), 1):
-                for key in order:
-                    before = server.count_fault()
-                    timed = _time(clients[key], url, per_round, workers, loop)
-                    tallies[key].add(timed, server.count_fault() - before)
-                    slow = percentile([t.seconds for t in timed], 0.99)
-                    progress(
-                        f"hedging {number}/{rounds}",
-                        f"{labels[key]}: p99 {1000 * slow:.1f} ms",
-                    )
-    finally:
-        loop.close()
+    with (
+        Pacer() as pacer,
+        _built(found, server.url, pacer, skipped, progress) as clients,
+    ):
+        for key, client in clients.items():
+            for future in _send(pacer, client, url, WARMUP_CALLS, settings):
+                future.result()
+            progress("hedging", f"warmed up {labels[key]}")
+        warmed = {key: server.count(key) for key in clients}
+        tallies = {key: _Tally() for key in clients}
+        for number, order in enumerate(round_orders(list(clients), rounds, seed), 1):
+            for key in order:
+                tallies[key].add(_send(pacer, clients[key], url, per_round, settings))
+            progress("hedging", f"round {number}/{rounds} sent")
+        for key, tally in tallies.items():
+            tally.collect()
+            tally.requests = server.count(key) - warmed[key]
     return found, tallies, skipped
 
 
@@ -245,8 +270,10 @@ def run_hedge(
     Returns:
         The scenario's results (JSON-friendly).
     """
+    started = time.perf_counter()
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     mix = FaultMix(tail=TAIL_SHARE, tail_seconds=settings.hedge_tail_seconds)
-    with served(child=child_server) as server:
+    with served(child=child_server, record=True) as server:
         server.serve_faults(mix, seed=seed)
         where = server.where
         found, tallies, skipped = _measure(server, settings, progress, seed)
@@ -277,6 +304,9 @@ def run_hedge(
         "hedge": f'Hedge(delay="{HEDGE_DELAY}")',
         "calls": settings.hedge_calls,
         "rounds": settings.hedge_rounds,
-        "workers": settings.hedge_workers,
+        "rate": settings.hedge_rate,
+        "async_rate": settings.hedge_async_rate,
+        "date": date,
+        "elapsed_s": time.perf_counter() - started,
         "rows": rows,
     }

@@ -26,7 +26,7 @@ def hedge_table(result: dict[str, Any]) -> str:
     rows = []
     for row in result["rows"]:
         if "skipped" in row:
-            rows.append([label(row)] + ["—"] * 9 + [f"skipped: {row['skipped']}"])
+            rows.append([label(row)] + ["—"] * 10 + [f"skipped: {row['skipped']}"])
             continue
         hedged = row.get("hedged_calls")
         rows.append(
@@ -41,6 +41,7 @@ def hedge_table(result: dict[str, Any]) -> str:
                 "" if hedged is None else f"{hedged:,} ({100 * hedged / row['calls']:.1f}%)",
                 ratio(row["p99_cut"]) if "p99_cut" in row else "",
                 ratio3(row["p50_ratio"]) if "p50_ratio" in row else "",
+                num(row.get("late_p99_ms"), 1),
                 ", ".join(f"{n} {name}" for name, n in sorted(row["errors"].items())),
             ]
         )
@@ -56,10 +57,11 @@ def hedge_table(result: dict[str, Any]) -> str:
             "calls hedged",
             "p99 cut",
             "p50 vs no hedge",
+            "late start p99 ms",
             "errors",
         ],
         rows,
-        "lrrrrrrrrrl",
+        "lrrrrrrrrrrl",
     )
 
 
@@ -67,7 +69,8 @@ def hedge_heading(result: dict[str, Any]) -> str:
     """The scenario in one line, for the terminal's heading."""
     return (
         f"Hedged requests: {result['faults']} ({result['where']}; {result['calls']:,} calls "
-        f"per contender, {result['workers']} callers at once, {result['rounds']} rounds)"
+        f"per contender at {result['rate']:g} calls/s, async {result['async_rate']:g}/s, "
+        f"{result['rounds']} rounds)"
     )
 
 
@@ -142,7 +145,8 @@ def _findings(result: dict[str, Any]) -> str:
         f"than the 95th percentile of the host's recent latencies: p99 "
         f"{num(hedged['p99_ms'], 1)} ms ({ratio(hedged.get('p99_cut'))} lower), p99.9 "
         f"{num(hedged['p999_ms'], 1)} ms, for {num(hedged['requests_per_call'], 3)} requests "
-        f"per call ({hedged['hedged_calls']:,} of {hedged['calls']:,} calls hedged); its p50 is "
+        f"per call ({hedged['hedged_calls']:,} of {hedged['calls']:,} calls hedged, the copy "
+        f"answering first in {hedged['hedges_won']:,}); its p50 is "
         f"{ratio3(hedged.get('p50_ratio'))} of the p50 without hedging."
     )
 
@@ -152,27 +156,37 @@ def hedge_section(result: dict[str, Any]) -> list[str]:
     return [
         "### Hedged requests: a vendor with a heavy tail of late answers",
         (
-            f"The simulator ({result['where']}) serves `FaultMix(tail={result['tail_share']}, "
+            f"The embedded simulator ({result['where'].removeprefix('simulator ')}) serves "
+            f"`FaultMix(tail={result['tail_share']}, "
             f"tail_seconds={result['tail_seconds']})`: {result['faults']}. 98% of the answers "
             "come at once; 2% come after a heavy-tailed wait (at least "
             f"{result['tail_seconds']} s, more than k times that with probability 1/k², at "
             "most 10 times that), each request drawn on its own, so a second copy of a late "
             "request is late only 2% of the time and the 95th percentile of latency stays "
             "among the fast answers, as in Dean and Barroso's *The Tail at Scale*. Every "
-            f"contender sends {result['calls']:,} `GET /gameye/session` calls from "
-            f"{result['workers']} callers at once (threads, or tasks for async httpx; several "
-            "callers let the late answers overlap), with the retry settings above; contenders "
-            f"take turns over {result['rounds']} rounds in a shuffled order. Each call is "
+            f"contender sends {result['calls']:,} `GET /gameye/session` calls at "
+            f"{result['rate']:g} calls per second ({result['async_rate']:g} for async httpx, "
+            "whose one event loop falls behind at the higher rate on this machine), whatever "
+            "their latency: an open loop, each call starting on schedule on a pool of threads "
+            "or as a task, so that late answers overlap and the contenders of a library are "
+            "offered the same load whether they wait for the tail or cut it short. The retry "
+            "settings are those above; contenders take turns over "
+            f"{result['rounds']} rounds in a shuffled order. Each call is "
             "timed; the percentiles are those of all of a contender's calls, and "
-            "*requests/call* is the simulator's count of the requests that arrived while the "
-            "contender ran, over its calls. resilience runs once as configured above and once "
-            f"more with {_HEDGE}."
+            "*requests/call* is the simulator's count of the contender's requests (each "
+            "contender sends its own `X-Sim-Key`), over its calls. resilience runs once as "
+            "configured above and once "
+            f"more with {_HEDGE}. This scenario ran on {result['date']}, in "
+            f"{result['elapsed_s']:.0f} s."
         ),
         hedge_table(result),
         (
             "*calls hedged*: calls whose `resilience.attempts()` hold an attempt with reason "
             '`"hedge"`. *p99 cut*: the same shell\'s p99 without hedging over its p99 with '
-            "it. *p50 vs no hedge*: its p50 over the same shell's p50 without hedging."
+            "it. *p50 vs no hedge*: its p50 over the same shell's p50 without hedging. *late "
+            "start*: how long after its time on the schedule a call started (the 99th "
+            "percentile); more than a few milliseconds means the client, or the machine, "
+            "could not keep up with the rate, and the row times a queue."
         ),
         _findings(result),
     ]

@@ -729,7 +729,7 @@ def render_results_md(results: dict[str, Any]) -> str:
             "retry. Contenders take turns in shuffled order, round after round; figures are "
             "medians over rounds, and ratios are to the bare client of the same family "
             "measured in the same round. To reproduce: `python -m pip install -e '.[test]' "
-            "&& python -m benchmarks --write-results` (`--quick` for a run under a minute, "
+            "&& python -m benchmarks --write-results` (`--quick` for a run under two minutes, "
             "`--profile` for a cProfile of the success path)."
         ),
         "### Settings",

@@ -53,8 +53,10 @@ class Settings:
             is enforced as 120/s).
         hedge_calls: calls per contender in the hedging scenario, all rounds together.
         hedge_rounds: rounds of the hedging scenario (contenders take turns).
-        hedge_workers: callers sending at once in the hedging scenario, so that
-            the late answers overlap instead of adding up.
+        hedge_rate: calls per second every sync contender is offered in the
+            hedging scenario (an open loop: late answers overlap instead of adding up).
+        hedge_async_rate: the same for async httpx, lower: one event loop
+            sends every call, and it must never fall behind.
         hedge_tail_seconds: least wait of the late answers (``FaultMix.tail_seconds``).
         store_calls: calls per contender and round, store scenario (in-process).
         store_rounds: rounds of the store scenario's success path.
@@ -81,7 +83,8 @@ class Settings:
     fleet_scale: float
     hedge_calls: int = 2_000
     hedge_rounds: int = 10
-    hedge_workers: int = 4
+    hedge_rate: float = 400.0
+    hedge_async_rate: float = 150.0
     hedge_tail_seconds: float = 0.2
     store_calls: int = 2_000
     store_rounds: int = 9
@@ -142,7 +145,7 @@ QUICK = Settings(
     fleet_calls=100,
     fleet_limit=FLEET_LIMIT,
     fleet_scale=1.0,
-    hedge_calls=600,
+    hedge_calls=400,
     hedge_rounds=4,
     store_calls=500,
     store_rounds=5,
@@ -170,7 +173,6 @@ TINY = Settings(
     # The smoke test: one late answer or so per contender, waiting milliseconds.
     hedge_calls=40,
     hedge_rounds=2,
-    hedge_workers=2,
     hedge_tail_seconds=0.02,
     store_calls=40,
     store_rounds=2,

@@ -31,13 +31,13 @@ from resilience.testing import FaultMix, VendorSimulator
 __all__ = ["Server", "served"]
 
 #: Simulator methods a child runs on command.
-COMMANDS = ("count_fault", "count_status", "enforce_rate_limit", "reset", "serve_faults")
+COMMANDS = ("count", "count_fault", "count_status", "enforce_rate_limit", "reset", "serve_faults")
 
 _CHILD = f"""
 import json
 import sys
 from resilience.testing import FaultMix, VendorSimulator
-with VendorSimulator(record=False) as sim:
+with VendorSimulator(record=sys.argv[1] == "record") as sim:
     print(sim.url, flush=True)
     for line in sys.stdin:
         command = json.loads(line)
@@ -129,6 +129,11 @@ class Server:
         count: int = self.control("count_fault", {"fault": fault})
         return count
 
+    def count(self, key: str | None = None) -> int:
+        """``VendorSimulator.count``: requests with ``X-Sim-Key: key`` (``served(record=True)``)."""
+        count: int = self.control("count", {"key": key})
+        return count
+
     def count_status(self, status: int | None = None) -> int:
         """``VendorSimulator.count_status``, wherever the simulator runs."""
         count: int = self.control("count_status", {"status": status})
@@ -155,14 +160,16 @@ def _read_url(process: subprocess.Popen[str]) -> str | None:
 
 
 @contextlib.contextmanager
-def served(*, child: bool = True) -> Iterator[Server]:
-    """A simulator for load (no request recording), in a child process if possible.
+def served(*, child: bool = True, record: bool = False) -> Iterator[Server]:
+    """A simulator for load, in a child process if possible.
 
-    Falls back to an in-process simulator when the child does not start.
+    Falls back to an in-process simulator when the child does not start. With
+    ``record``, it keeps every request, so that :meth:`Server.count` can count
+    them by ``X-Sim-Key``; without, long runs keep no memory of them.
     """
     if child:
         process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD],
+            [sys.executable, "-c", _CHILD, "record" if record else "no-record"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -184,5 +191,5 @@ def served(*, child: bool = True) -> Iterator[Server]:
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
-    with VendorSimulator(record=False) as sim:
+    with VendorSimulator(record=record) as sim:
         yield Server(sim.url, "in-process", _local(sim))

@@ -8,15 +8,12 @@ import math
 import random
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 __all__ = [
     "Progress",
-    "Timed",
     "calls_per_us",
     "median",
     "percentile",
@@ -24,11 +21,8 @@ __all__ = [
     "summarise",
     "time_calls",
     "time_calls_async",
-    "time_concurrently",
     "time_interleaved",
 ]
-
-T = TypeVar("T")
 
 
 def time_calls(get: Callable[[str], Any], url: str, calls: int, *, per_call: bool = False) -> float:
@@ -114,105 +108,6 @@ def time_interleaved(
                     get(url)
                     record((clock() - start) * 1e6)
     return times
-
-
-@dataclass(frozen=True, slots=True)
-class Timed(Generic[T]):
-    """One call timed on its own.
-
-    Attributes:
-        seconds: from the call to its answer (or its exception).
-        seen: what the caller's ``observe`` made of the answer (``None`` after an exception).
-        error: the exception's class name, or ``None``.
-    """
-
-    seconds: float
-    seen: T | None
-    error: str | None = None
-
-
-def _shares(calls: int, workers: int) -> list[int]:
-    """``calls`` split over ``workers`` as evenly as can be."""
-    workers = max(1, min(workers, calls))
-    return [calls // workers + (1 if n < calls % workers else 0) for n in range(workers)]
-
-
-def _answered(start: float, response: Any, observe: Callable[[Any], T]) -> Timed[T]:
-    seconds = time.perf_counter() - start  # before ``observe``, which is not the call's
-    return Timed(seconds, observe(response))
-
-
-def _raised(start: float, exc: Exception) -> Timed[Any]:
-    return Timed(time.perf_counter() - start, None, type(exc).__name__)
-
-
-def _run_worker(
-    get: Callable[[str], Any],
-    url: str,
-    count: int,
-    observe: Callable[[Any], T],
-    out: list[Timed[T]],
-) -> None:
-    for _ in range(count):
-        start = time.perf_counter()
-        try:
-            out.append(_answered(start, get(url), observe))
-        except Exception as exc:
-            out.append(_raised(start, exc))
-
-
-async def _run_async_worker(
-    get: Callable[[str], Any],
-    url: str,
-    count: int,
-    observe: Callable[[Any], T],
-    out: list[Timed[T]],
-) -> None:
-    for _ in range(count):
-        start = time.perf_counter()
-        try:
-            out.append(_answered(start, await get(url), observe))
-        except Exception as exc:
-            out.append(_raised(start, exc))
-
-
-def time_concurrently(
-    get: Callable[[str], Any],
-    url: str,
-    calls: int,
-    workers: int,
-    observe: Callable[[Any], T],
-    loop: asyncio.AbstractEventLoop | None = None,
-) -> list[Timed[T]]:
-    """Time every call of ``calls``, sent by ``workers`` callers at once, each one after another.
-
-    Sync callers are threads; with ``loop``, ``get`` is a coroutine function and
-    the callers are tasks on that loop. Several callers let slow answers overlap
-    (a run of one caller would wait each of them out in turn); each call is
-    still timed from its own start to its own answer. ``observe`` reads what
-    is wanted from each answer after its call is timed.
-    """
-    gc.collect()
-    timed: list[Timed[T]] = []
-    shares = _shares(calls, workers)
-    if loop is not None:
-
-        async def run_all() -> None:
-            await asyncio.gather(
-                *(_run_async_worker(get, url, count, observe, timed) for count in shares)
-            )
-
-        loop.run_until_complete(run_all())
-        return timed
-    threads = [
-        threading.Thread(target=_run_worker, args=(get, url, count, observe, timed), daemon=True)
-        for count in shares
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return timed
 
 
 def percentile(values: Sequence[float], share: float) -> float:
