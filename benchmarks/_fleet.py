@@ -59,11 +59,11 @@ from typing import Any
 import httpx
 
 import resilience
+from benchmarks._redis import running_redis
 from benchmarks._settings import Settings
 from benchmarks._sim import served
 from benchmarks._timing import Progress
 from resilience.stores import RedisStore
-from resilience.testing import running_redis
 
 __all__ = ["CONTENDERS", "run_fleet"]
 
@@ -317,7 +317,7 @@ def _redis_version(binary: str) -> str | None:
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[Redis]:
-    """A ``redis-server`` on 127.0.0.1 (:func:`resilience.testing.running_redis`).
+    """A ``redis-server`` on 127.0.0.1 (:func:`benchmarks._redis.running_redis`).
 
     Yields a :class:`Redis` whose ``missing`` says why there is none when
     ``redis-server`` is not installed, redis-py is not importable, or the server

@@ -1,5 +1,5 @@
-"""A real ``redis-server`` for tests (:func:`resilience.testing.running_redis`), and a
-3-node Redis Cluster (:func:`running_redis_cluster`).
+"""A real ``redis-server`` for tests (the launcher of ``benchmarks/_redis.py``), and
+a 3-node Redis Cluster (:func:`running_redis_cluster`).
 
 When ``redis-server`` is not installed the test is skipped with a clear
 message, except in CI (the ``CI`` environment variable is set), where a missing
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from resilience.testing import RedisServer, free_port
-from resilience.testing import running_redis as _running_redis
+from benchmarks._redis import MISSING, RedisServer, free_port
+from benchmarks._redis import running_redis as _running_redis
 
 __all__ = [
     "Cluster",
@@ -31,11 +31,6 @@ __all__ = [
     "running_redis",
     "running_redis_cluster",
 ]
-
-_MISSING = (
-    "redis-server is not installed (Debian/Ubuntu: apt-get install redis-server; "
-    "macOS: brew install redis)"
-)
 
 
 def _missing(message: str) -> None:
@@ -48,7 +43,7 @@ def redis_server_binary() -> str:
     """The path of ``redis-server``; skips the test (fails it in CI) when there is none."""
     path = shutil.which("redis-server")
     if path is None:
-        _missing(_MISSING)
+        _missing(MISSING)
         raise AssertionError("unreachable")  # pragma: no cover
     return path
 
@@ -62,34 +57,30 @@ def running_redis(port: int | None = None) -> Iterator[RedisServer]:
 
 @dataclass
 class Cluster:
-    """A running 3-node Redis Cluster on 127.0.0.1 (no replicas)."""
+    """A running Redis Cluster on 127.0.0.1 (masters only, no replicas)."""
 
-    ports: list[int]
-    processes: list[subprocess.Popen[bytes]]
+    nodes: list[RedisServer]
 
     @property
     def port(self) -> int:
         """The port of one node: enough for a cluster client to find the others."""
-        return self.ports[0]
+        return self.nodes[0].port
 
     def stop(self) -> None:
         """Kill every node at once (SIGKILL) and reap them."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-        for process in self.processes:
-            process.wait(timeout=10)
+        for node in self.nodes:
+            node.stop()
 
 
-def _ping(port: int) -> bool:
-    import socket
+def _cluster_state(port: int) -> str:
+    import redis
 
+    client = redis.Redis(port=port, socket_timeout=1.0)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+        state = client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+    return state.decode() if isinstance(state, bytes) else str(state)
 
 
 @contextlib.contextmanager
@@ -100,8 +91,6 @@ def running_redis_cluster(nodes: int = 3) -> Iterator[Cluster]:
     ``redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes``;
     yields once every node says ``cluster_state:ok``.
     """
-    import redis
-
     binary = redis_server_binary()
     cli = shutil.which("redis-cli")
     if cli is None:
@@ -113,32 +102,24 @@ def running_redis_cluster(nodes: int = 3) -> Iterator[Cluster]:
             port = free_port()
             if port + 10000 < 65536 and port not in ports:
                 ports.append(port)
-        processes: list[subprocess.Popen[bytes]] = []
-        cluster = Cluster(ports, processes)
-        try:
-            for port in ports:
-                log = (Path(tmp) / f"redis-{port}.log").open("ab")
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            *(binary, "--port", str(port), "--bind", "127.0.0.1"),
-                            *("--cluster-enabled", "yes"),
-                            *("--cluster-config-file", f"nodes-{port}.conf"),
-                            *("--cluster-node-timeout", "2000"),
-                            *("--dir", tmp, "--save", "", "--appendonly", "no"),
-                            *("--daemonize", "no", "--loglevel", "warning"),
-                        ],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        cwd=tmp,
-                    )
+        cluster = Cluster(
+            [
+                RedisServer(
+                    binary,
+                    Path(tmp),
+                    port,
+                    options=(
+                        *("--cluster-enabled", "yes"),
+                        *("--cluster-config-file", f"nodes-{port}.conf"),
+                        *("--cluster-node-timeout", "2000"),
+                    ),
                 )
-                log.close()
-            deadline = time.monotonic() + 10.0
-            while not all(_ping(p) for p in ports):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the cluster's nodes did not start")
-                time.sleep(0.02)
+                for port in ports
+            ]
+        )
+        try:
+            for node in cluster.nodes:
+                node.start()
             subprocess.run(
                 [
                     cli,
@@ -153,18 +134,11 @@ def running_redis_cluster(nodes: int = 3) -> Iterator[Cluster]:
             )
             deadline = time.monotonic() + 20.0
             while True:
-                states = []
-                for p in ports:
-                    client = redis.Redis(port=p, socket_timeout=1.0)
-                    try:
-                        states.append(client.execute_command("CLUSTER", "INFO"))  # type: ignore[no-untyped-call]
-                    finally:
-                        client.close()
-                text = [s.decode() if isinstance(s, bytes) else str(s) for s in states]
-                if all("cluster_state:ok" in s for s in text):
+                states = [_cluster_state(p) for p in ports]
+                if all("cluster_state:ok" in s for s in states):
                     break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the cluster did not become ready: {text}")
+                    raise RuntimeError(f"the cluster did not become ready: {states}")
                 time.sleep(0.05)
             yield cluster
         finally:

@@ -12,6 +12,8 @@ import responses
 
 import resilience
 from resilience import CircuitBreaker, CircuitOpen
+from resilience.stores import MemoryStore
+from resilience.strategies.breaker import _NAMES_MAX, FLUSH_EVERY
 from tests._strategies import CircuitProbe
 
 KEY = ("api.example", None)
@@ -211,3 +213,56 @@ def test_the_async_breaker_is_shared_by_concurrent_tasks() -> None:
     outcomes = asyncio.run(run())
     assert sum(isinstance(o, CircuitOpen) for o in outcomes) == 50
     assert len(sent) == 4
+
+
+# -- successes counted locally, added to the store later -------------------------------
+
+
+def test_a_success_of_a_closed_circuit_writes_nothing_to_the_store_at_once() -> None:
+    store = MemoryStore()
+    state = CircuitProbe(CircuitBreaker(), store)
+    for _ in range(5):
+        state.record(KEY, False, 0.0)
+    assert len(store) == 0
+
+
+def test_counted_successes_reach_a_shared_store_within_the_flush_interval() -> None:
+    store = MemoryStore()
+    config = CircuitBreaker(min_calls=4, failure_ratio=0.5, window=10.0)
+    first, second = CircuitProbe(config, store), CircuitProbe(config, store)
+    for _ in range(6):
+        first.record(KEY, False, 0.0)
+    first.record(KEY, False, FLUSH_EVERY)  # due: all seven go to the store
+    for _ in range(4):
+        second.record(KEY, True, FLUSH_EVERY)
+    assert second.state(KEY, FLUSH_EVERY) == "closed"  # 4 failures of 11
+
+
+def test_successes_counted_from_threads_are_all_judged() -> None:
+    state = breaker(min_calls=10, failure_ratio=0.5)
+
+    def succeed_many() -> None:
+        for _ in range(1000):
+            state.record(KEY, False, 1.0)
+
+    threads = [threading.Thread(target=succeed_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for _ in range(3999):
+        state.record(KEY, True, 1.0)
+    assert state.state(KEY, 1.0) == "closed"  # 3,999 of 7,999
+    state.record(KEY, True, 1.0)
+    assert state.state(KEY, 1.0) == "open"  # 4,000 of 8,000
+
+
+def test_successes_of_a_circuit_leaving_the_cache_are_kept() -> None:
+    state = breaker(min_calls=4, failure_ratio=0.6)
+    for _ in range(4):
+        state.record(KEY, False, 1.0)
+    for i in range(_NAMES_MAX):  # the cache of circuits starts over
+        state.record((f"host-{i}.example", None), False, 1.0)
+    for _ in range(4):
+        state.record(KEY, True, 1.0)
+    assert state.state(KEY, 1.0) == "closed"  # 4 failures of 8: under 0.6

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from resilience.testing import FaultMix, Reply, Served, VendorSimulator, _plugin, free_port
+from benchmarks._redis import free_port
+from resilience.testing import FaultMix, Reply, Served, VendorSimulator, _plugin
 from resilience.testing._routes import ROUTES
 
 # The fixture of the pytest plugin, whether or not its entry point is installed.

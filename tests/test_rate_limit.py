@@ -10,14 +10,19 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+import requests.structures
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilience.stores import MemoryStore, RedisStore
+from resilience.strategies.limit_headers import announces_limits
 from resilience.strategies.rate_limit import (
     BETA,
     F_MIN,
+    LEASE_MAX,
+    LEASE_SECONDS,
     MAX_HOLD,
     LimitHeaders,
     RateLimit,
@@ -533,3 +538,82 @@ def test_limiters_in_two_processes_share_slots_and_holds_through_redis(redis_url
     assert isinstance(here.store, RedisStore)
     assert here.store.sync()  # the hold is sent at once, without the caller waiting for it
     assert there.would_wait(key, 5e5) == pytest.approx(2.0, abs=0.03)
+
+
+# -- leases over a MemoryStore: a request from a plentiful bucket costs no store call ----
+
+
+class _Call:
+    """The call a limiter sees: a host, and the last answer's headers."""
+
+    def __init__(self, host: str = KEY) -> None:
+        self.host = host
+        self.region: str | None = None
+        self.vendor = "generic"
+        self.headers: dict[str, str] | None = {}
+        self.retry_after: float | None = None
+        self.notes: dict[object, object] = {}
+
+
+def _tokens(store: MemoryStore, lim: RateLimiter, now: float) -> float:
+    """Tokens in the key's (one) bucket at ``now``, measured without taking any."""
+    (bucket,) = lim._buckets(KEY)
+    return bucket.capacity - store.take([bucket], bucket.capacity, now, -1.0) * bucket.rate
+
+
+def test_a_plentiful_bucket_is_leased_and_each_request_still_spends_a_token() -> None:
+    store = MemoryStore()
+    lim = RateLimit(per_second=100_000, burst=1_000).new_limiter(store)
+    assert lim.before_attempt(_Call(), 0.0, math.inf) == 0.0
+    leased = 1_000 - _tokens(store, lim, 0.0)
+    assert leased == min(100_000 * LEASE_SECONDS, 1_000 / 4, LEASE_MAX)
+    for _ in range(int(leased) - 1):  # the rest of the lease: the store is not asked
+        assert lim.before_attempt(_Call(), 0.0, math.inf) == 0.0
+    assert 1_000 - _tokens(store, lim, 0.0) == leased
+    lim.before_attempt(_Call(), 0.0, math.inf)  # lease spent: a new one
+    assert 1_000 - _tokens(store, lim, 0.0) == 2 * leased
+
+
+def test_a_lease_lapses_after_its_seconds() -> None:
+    store = MemoryStore()
+    lim = RateLimit(per_second=100_000, burst=1_000).new_limiter(store)
+    lim.before_attempt(_Call(), 0.0, math.inf)
+    later = LEASE_SECONDS * 1.5
+    before = _tokens(store, lim, later)
+    lim.before_attempt(_Call(), later, math.inf)
+    assert _tokens(store, lim, later) < before  # a new lease, from the store
+
+
+def test_a_hold_ends_the_lease_at_once() -> None:
+    lim = RateLimit(per_second=100_000, burst=1_000).new_limiter(MemoryStore())
+    lim.before_attempt(_Call(), 0.0, math.inf)
+    lim.on_throttled(KEY, 0.0, retry_after=2.0)
+    wait = lim.before_attempt(_Call(), 0.0, math.inf)
+    assert wait == pytest.approx(2.0)
+
+
+def test_strict_pacing_takes_no_lease() -> None:
+    store = MemoryStore()
+    lim = RateLimit(per_second=100_000).new_limiter(store)  # burst 1: a quarter is < 2
+    lim.before_attempt(_Call(), 0.0, math.inf)
+    assert lim.before_attempt(_Call(), 0.0, math.inf) == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize(
+    ("names", "announces"),
+    [
+        ([], False),
+        (["Content-Type", "X-Request-Id"], False),
+        (["Content-Type", "RateLimit-Policy"], True),
+        (["x-ratelimit-remaining"], True),
+        (["Rate", "Limit"], False),  # two names are not read as one
+    ],
+)
+def test_announces_limits_reads_every_kind_of_headers(names: list[str], announces: bool) -> None:
+    pairs = [(name, "1") for name in names]
+    for headers in (
+        httpx.Headers(pairs),
+        requests.structures.CaseInsensitiveDict(pairs),
+        dict(pairs),
+    ):
+        assert announces_limits(headers) is announces

@@ -256,15 +256,20 @@ def test_a_hanging_redis_costs_a_call_at_most_the_timeout_and_logs_once(
         waits.append(store.take([bucket], 1.0, 0.0))
         store.incr("c", 1.0, 10.0, 0.0)
         timings.append(time.monotonic() - started)
-    assert max(timings) < 0.5  # the timeout (0.1 s), and the machine's load
-    assert sorted(timings)[1] < 0.05  # then no call waits: the round trip is stalled
+    # Generous bounds for a loaded machine: a call waiting on the stalled
+    # round trip would take the store's timeout (0.1 s) or more each time.
+    assert max(timings) < 1.0
+    assert sorted(timings)[1] < 0.09  # then no call waits: the round trip is stalled
     assert waits == [0.0, 0.0, pytest.approx(0.1)]  # paced locally
     assert store.incr("c", 1.0, 10.0, 0.0) == 4.0
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 5.0
     while not store.degraded:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    # This store's warnings only: another test's store may log in this window.
+    ours = f"127.0.0.1:{server.port}"
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and ours in r.getMessage()]
+    assert len(warned) == 1
     store.close()
     server.close()
 

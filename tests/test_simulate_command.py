@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
+from benchmarks._redis import free_port
 from resilience.__main__ import main
 from resilience._simulate import _is_loopback, add_parser, settings
-from resilience.testing import FaultMix, free_port
+from resilience.testing import FaultMix
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {

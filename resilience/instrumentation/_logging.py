@@ -9,6 +9,10 @@ from resilience.instrumentation._events import AttemptEvent, CallEvent
 __all__ = ["LoggingHook"]
 
 
+#: Reasons of attempts raced against hedged copies (see :mod:`resilience.retry.racing`).
+_RACED = frozenset({"hedge", "cancelled", "superseded"})
+
+
 class LoggingHook:
     """Logs retries, failovers and giving up at WARNING, the end of a call at DEBUG.
 
@@ -28,7 +32,8 @@ class LoggingHook:
         self.logger = logger or logging.getLogger("resilience.instrumentation")
 
     def on_attempt(self, event: AttemptEvent) -> None:
-        """Retry, failover and give-up at WARNING; an answer returned is not logged."""
+        """Retry, failover and give-up at WARNING, a hedged copy at INFO, a
+        copy that lost the race at DEBUG; an answer returned is not logged."""
         if event.reason == "return" or not self.logger.isEnabledFor(logging.WARNING):
             return
         if event.status is not None:
@@ -47,6 +52,9 @@ class LoggingHook:
             "region": event.region,
             "reason": event.reason,
         }
+        if event.reason in _RACED:
+            self._raced(event, fields)
+            return
         if event.reason == "give_up":
             self.logger.warning(
                 "%s %s: %s, giving up: %s (vendor %s, trace id %s)",
@@ -72,6 +80,28 @@ class LoggingHook:
             event.trace_id or "-",
             extra=fields,
         )
+
+    def _raced(self, event: AttemptEvent, fields: dict[str, object]) -> None:
+        # Hedging is the tail being cut, not trouble: INFO for a copy sent,
+        # DEBUG for a copy that lost.
+        if event.reason == "hedge":
+            self.logger.info(
+                "%s %s: no answer after %.3fs; sent a hedged copy (attempt %d)",
+                event.method,
+                event.url,
+                event.delay,
+                event.attempt,
+                extra=fields,
+            )
+        else:
+            self.logger.debug(
+                "%s %s: attempt %d %s (another copy answered)",
+                event.method,
+                event.url,
+                event.attempt,
+                event.reason,
+                extra=fields,
+            )
 
     def on_call(self, event: CallEvent) -> None:
         """The end of a call that needed more than one attempt, at DEBUG."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Sequence
 
 from resilience.stores.base import Bucket, check_cost, check_ttl, full_at, refill, wait_for
 
 __all__ = ["MemoryStore"]
+
+_MAX_FLOAT = sys.float_info.max
 
 
 class MemoryStore:
@@ -37,9 +40,34 @@ class MemoryStore:
         self, buckets: Sequence[Bucket], cost: float, now: float, max_wait: float = math.inf
     ) -> float:
         """See :meth:`Store.take`."""
-        check_cost(cost)
+        if type(cost) is not float or not 0.0 <= cost <= _MAX_FLOAT:
+            check_cost(cost)
         with self._lock:
             table = self._buckets
+            if len(buckets) == 1:
+                # One window, the common limit: the arithmetic of refill,
+                # wait_for and full_at inlined, without the lists of the general case.
+                b = buckets[0]
+                capacity, rate = b.capacity, b.rate
+                entry = table.get(b.key)
+                if entry is None or entry[2] <= now:
+                    tokens, at = capacity, now  # absent or expired: full
+                else:
+                    tokens, at = entry[0], entry[1]
+                    if now > at:
+                        tokens, at = tokens + (now - at) * rate, now
+                    if tokens > capacity:
+                        tokens = capacity
+                short = (cost if cost < capacity else capacity) - tokens
+                wait = (at - now) + (short if short > 0.0 else 0.0) / rate
+                if wait < 0.0:
+                    wait = 0.0
+                if wait <= max_wait:
+                    tokens -= cost
+                    empty = capacity - tokens
+                    table[b.key] = (tokens, at, at + (empty if empty > 0.0 else 0.0) / rate)
+                    self._wrote(now)
+                return wait
             states: list[tuple[float, float]] = []
             wait = 0.0
             for b in buckets:

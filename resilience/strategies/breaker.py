@@ -31,13 +31,26 @@ tag, so one circuit's keys share a node):
   second only shifts bucket edges.
 
 Every key expires, so a host that is no longer called costs nothing once its
-keys have expired. The success path of a closed circuit reads two values
-before sending, then three, and adds one count.
+keys have expired.
+
+The success path of a closed circuit reads three values before sending and
+then only counts the success in the circuit's own local counter (no lock, no
+store write): successes matter only to the ratio a failure is judged by. The
+counted successes are added to their own bucket in the store when this
+strategy records a failure of that circuit (first, so the ratio is the same as
+if each success had been written at once), when the bucket or generation
+changes, with the first success counted ``FLUSH_EVERY`` seconds or more after
+the last flush, and when the circuit leaves this strategy's small cache: other
+transports and processes sharing the store see them that much later (a
+:class:`RedisStore` adds its own ``sync_interval``), as they would see
+successes sent that much later.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +64,10 @@ __all__ = ["BreakerStrategy", "CircuitBreaker"]
 
 _NAMES_MAX = 128
 """Circuits whose key names are kept made (a small cache, cleared when full)."""
+
+FLUSH_EVERY = 0.02
+"""The longest (monotonic seconds) a success counted locally waits before it
+is added to the store, when nothing else (a failure, a new bucket) adds it sooner."""
 
 
 #: The shortest ``window`` and ``open_for``: the window's bucket index is
@@ -103,33 +120,88 @@ class CircuitBreaker:
         return BreakerStrategy(self, store, wall)
 
 
+class _Circuit:
+    """One circuit as this process knows it: its key names, made once, and the
+    successes it has counted but not yet added to the store.
+
+    Successes are counted with ``next(successes)``, which is atomic, so
+    concurrent threads lose none without taking a lock; a flush takes the
+    strategy's lock, draws one number itself to read the count, and adds what
+    was counted since the last flush (``mark``) to bucket ``n_key``.
+    """
+
+    __slots__ = (
+        "flushed",
+        "gen",
+        "index",
+        "mark",
+        "n_key",
+        "name",
+        "probes_key",
+        "state_keys",
+        "successes",
+    )
+
+    def __init__(self, name: str, now: float) -> None:
+        self.name = name
+        #: ``:open``, ``:trip`` and ``:gen``, read together before every attempt.
+        self.state_keys = (name + ":open", name + ":trip", name + ":gen")
+        self.probes_key = name + ":probes"
+        self.successes = itertools.count()
+        self.mark = next(self.successes)
+        self.gen = math.nan  # no bucket yet (NaN equals nothing): the first outcome picks one
+        self.index: int | None = None
+        self.n_key = ""
+        self.flushed = now
+
+
 class BreakerStrategy(BaseStrategy):
     """The circuit breaker as a strategy: gates attempts, records outcomes."""
 
-    __slots__ = ("_names", "config", "store", "wall")
+    __slots__ = ("_circuits", "_lock", "_width", "config", "store", "wall")
 
     def __init__(self, config: CircuitBreaker, store: Store, wall: Callable[[], float]) -> None:
         self.config = config
         self.store = store
         self.wall = wall
-        self._names: dict[tuple[str | None, str | None], tuple[str, str, str, str, str]] = {}
+        self._width = config.window / 2.0
+        self._lock = threading.Lock()
+        self._circuits: dict[tuple[str | None, str | None], _Circuit] = {}
 
     @staticmethod
     def circuit(host: str | None, region: str | None) -> str:
         """The store name of the circuit of ``host`` and ``region``."""
         return f"breaker:{{{host or ''}|{region or ''}}}"
 
-    def _keys(self, call: CallInfo) -> tuple[str, str, str, str, str]:
-        """The circuit's name and its ``:open``, ``:trip``, ``:gen``, ``:probes`` keys."""
+    def _circuit(self, call: CallInfo, now: float) -> _Circuit:
+        """The circuit of the call's host and region, made on first use."""
         where = (call.host, call.region)
-        keys = self._names.get(where)
-        if keys is None:
-            name = self.circuit(*where)
-            keys = (name, name + ":open", name + ":trip", name + ":gen", name + ":probes")
-            if len(self._names) >= _NAMES_MAX:
-                self._names.clear()  # many hosts: start over rather than grow
-            self._names[where] = keys
-        return keys
+        circuit = self._circuits.get(where)
+        if circuit is None:
+            if len(self._circuits) >= _NAMES_MAX:
+                # Many hosts: start over rather than grow, adding what was counted.
+                for known in list(self._circuits.values()):
+                    self._flush(known, now)
+                self._circuits.clear()
+            circuit = self._circuits.setdefault(where, _Circuit(self.circuit(*where), now))
+        return circuit
+
+    def _flush(
+        self, circuit: _Circuit, now: float, gen: float = 0.0, index: int | None = None
+    ) -> None:
+        """Add the successes ``circuit`` counted to the store; with ``gen`` and
+        ``index``, count the next ones in that bucket."""
+        with self._lock:
+            mark = next(circuit.successes)
+            counted = mark - circuit.mark - 1  # the flush drew ``mark`` itself
+            circuit.mark = mark
+            key = circuit.n_key
+            if index is not None and (circuit.gen != gen or circuit.index != index):
+                circuit.gen, circuit.index = gen, index
+                circuit.n_key = f"{circuit.name}:{int(gen)}:{index}:n"
+            circuit.flushed = now
+        if counted > 0:
+            self.store.incr(key, float(counted), self.config.window * 1.5, now)
 
     def state(self, name: str, now: float) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"`` for circuit ``name``."""
@@ -140,13 +212,14 @@ class BreakerStrategy(BaseStrategy):
 
     def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
         """Go while closed; refuse while open; one of ``probes`` slots while half-open."""
-        _, open_key, trip_key, gen_key, probes_key = self._keys(call)
-        opened, tripped, generation = self.store.get_many((open_key, trip_key, gen_key), now)
+        circuit = self._circuit(call, now)
+        opened, tripped, generation = self.store.get_many(circuit.state_keys, now)
         if not opened and not tripped:
             # Closed: the outcome of this attempt counts in this generation's window.
-            call.notes[self] = generation
+            call.notes[self] = (circuit, generation)
             return 0.0
         if not opened:  # half-open: a probe, if a slot is free
+            probes_key = circuit.probes_key
             probes = self.store.incr(probes_key, 1.0, self.config.open_for, now, low=0.0)
             if probes <= self.config.probes:
                 return 0.0
@@ -159,31 +232,42 @@ class BreakerStrategy(BaseStrategy):
             return  # a hedged copy follows: the attempt's answer will count
         config = self.config
         failed = outcome is Outcome.FAILURE
-        name, open_key, trip_key, gen_key, probes_key = self._keys(call)
         store = self.store
         notes = call.notes
         if self in notes:  # the circuit was closed when this attempt was let go
-            opened, tripped, generation = None, None, notes.pop(self)
+            circuit, generation = notes.pop(self)  # type: ignore[misc]
+            opened = tripped = None
         else:
-            opened, tripped, generation = store.get_many((open_key, trip_key, gen_key), now)
+            circuit = self._circuit(call, now)
+            opened, tripped, generation = store.get_many(circuit.state_keys, now)
         if opened:
             return
+        name = circuit.name
         if tripped:  # half-open: this was a probe
-            store.incr(probes_key, -1.0, config.open_for, now, low=0.0)
+            store.incr(circuit.probes_key, -1.0, config.open_for, now, low=0.0)
             if failed:
                 self._open(name, now)
             else:
-                store.set(trip_key, 0.0, config.window, now)
-                store.incr(gen_key, 1.0, config.window * 4, now)
+                store.set(circuit.state_keys[1], 0.0, config.window, now)
+                store.incr(circuit.state_keys[2], 1.0, config.window * 4, now)
             return
-        width = config.window / 2.0
+        width = self._width
         wall = self.wall()
         index = math.floor(wall / width)
-        base = f"{name}:{int(generation or 0)}:"  # type: ignore[call-overload]
+        gen = float(generation or 0.0)
+        if not failed:
+            # A success never opens a circuit: count it here, add it to the store later.
+            if circuit.index != index or circuit.gen != gen:
+                self._flush(circuit, now, gen, index)
+            next(circuit.successes)
+            if now - circuit.flushed >= FLUSH_EVERY:
+                self._flush(circuit, now)
+            return
+        # The successes counted so far go first: the ratio is judged on every outcome.
+        self._flush(circuit, now, gen, index)
+        base = f"{name}:{int(gen)}:"
         ttl = config.window * 1.5
         store.incr(f"{base}{index}:n", 1.0, ttl, now)
-        if not failed:
-            return  # a success never opens a circuit
         store.incr(f"{base}{index}:f", 1.0, ttl, now)
         # Read the counts again, after both increments: a thread counting at
         # the same moment may have bumped one and not yet the other.

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from resilience.core import checks
 from resilience.stores.base import Store
+from resilience.stores.memory import MemoryStore
 from resilience.strategies.base import BaseStrategy, CallInfo, Outcome
 
 __all__ = ["BudgetStrategy", "RetryBudget"]
@@ -68,7 +69,7 @@ class RetryBudget:
 class BudgetStrategy(BaseStrategy):
     """The retry budget as a strategy: records outcomes, permits retries."""
 
-    __slots__ = ("_half", "_ratio", "_top", "config", "store")
+    __slots__ = ("_half", "_holds", "_ratio", "_top", "config", "store")
 
     refusal = "retry budget exhausted"
 
@@ -78,6 +79,10 @@ class BudgetStrategy(BaseStrategy):
         self._top = float(config.max_tokens)
         self._half = self._top / 2.0
         self._ratio = float(config.token_ratio)
+        # In a MemoryStore a full bucket is an absent key, which a success
+        # leaves absent: asking whether the key is held is enough to skip
+        # the store's ``incr`` on the success path.
+        self._holds = store.holds if type(store) is MemoryStore else None
 
     def tokens(self, now: float) -> float:
         """Tokens left."""
@@ -86,7 +91,13 @@ class BudgetStrategy(BaseStrategy):
 
     def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
         """A success gives back ``token_ratio``; any other outcome takes one token."""
-        amount = self._ratio if outcome is Outcome.SUCCESS else -1.0
+        if outcome is Outcome.SUCCESS:
+            holds = self._holds
+            if holds is not None and not holds(KEY):
+                return  # full, and a success cannot add to a full bucket
+            amount = self._ratio
+        else:
+            amount = -1.0
         self.store.incr(KEY, amount, IDLE, now, initial=self._top, low=0.0, high=self._top)
 
     def allows_retry(self, call: CallInfo, now: float) -> bool:

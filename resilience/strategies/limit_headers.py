@@ -216,7 +216,7 @@ def read_limit_headers(headers: Mapping[str, str], wall_now: float | None = None
 def announces_limits(headers: Mapping[str, str]) -> bool:
     """Whether any header name holds ``ratelimit`` (one pass, no parsing): the
     cheap question a success asks before :func:`read_limit_headers`."""
-    raw = getattr(headers, "raw", None)  # httpx.Headers: the (name, value) bytes as sent
+    raw = getattr(headers, "raw", None)  # the (name, value) bytes as sent
     if isinstance(raw, list):
         return any(b"ratelimit" in name.lower() for name, _ in raw)
     return any("ratelimit" in name.lower() for name in headers)

@@ -76,7 +76,22 @@ whole is smaller than an adapter around either library would be, and adds no
 required dependency.
 
 State: the buckets and holds live in the store (shared by every process using
-it); the adaptive factor is each limiter's own, in its process. Safe to share
+it); the adaptive factor is each limiter's own, in its process.
+
+Leases. Over a :class:`~resilience.stores.MemoryStore`, when a key's buckets
+hold plenty of tokens a limiter takes the tokens of ``LEASE_SECONDS`` at the
+slowest rate at once (at most a quarter of the burst, at most ``LEASE_MAX``
+requests, and only when that is at least two) and hands them out itself for
+``LEASE_SECONDS``: a request then costs a counter, not a locked store
+operation. Every request still spends a token of the store, taken when there
+was one, so the bounds above hold; tokens of a lease unused when it lapses
+are lost, which only ever paces more strictly (at most ``LEASE_SECONDS`` of
+tokens per lease, a small share of a limit that fast). A hold ends this
+limiter's lease for the key at once (another limiter sharing the store may
+still send what is left of its own, for at most ``LEASE_SECONDS``), and a key
+whose rate is lowered (after a 429, until it has recovered) takes no lease.
+When tokens are scarce the take of a lease fails and each request takes its
+own token, as without leases. A :class:`RedisStore` leases on its own, per process. Safe to share
 between threads and asyncio tasks: the limiter's own state sits behind a lock
 held for a few arithmetic operations (never across an ``await`` or a store
 call), and every store operation is atomic.
@@ -84,6 +99,7 @@ call), and every store operation is atomic.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -111,6 +127,12 @@ MAX_HOLD = 86_400.0
 
 _WINDOWS = (("per_second", 1.0), ("per_minute", 60.0), ("per_day", 86_400.0))
 _MADE_MAX = 128
+
+LEASE_SECONDS = 0.01
+"""How long a limiter's lease of tokens lasts, and how many it takes (that many
+seconds' worth at the slowest window's rate); see the module docstring."""
+LEASE_MAX = 64
+"""The most requests one lease serves."""
 
 MIN_RATE = 1e-6
 """The slowest window: one request per million seconds (11.6 days), so that a
@@ -226,6 +248,18 @@ class _Adaptive:
     """When the curve is back at the plan's rate: the key may be forgotten then."""
 
 
+class _Lease:
+    """Tokens a limiter took from a :class:`MemoryStore` at once, handed out one
+    request at a time with ``next(handed)`` (atomic: no lock) until ``until``."""
+
+    __slots__ = ("handed", "size", "until")
+
+    def __init__(self, size: int, until: float) -> None:
+        self.size = size
+        self.until = until
+        self.handed = itertools.count(1)  # slot 0 went to the request that took the lease
+
+
 class RateLimiter(BaseStrategy):
     """The pacing state of one transport; safe to share between threads and tasks.
 
@@ -233,7 +267,17 @@ class RateLimiter(BaseStrategy):
     would be too long) and hears every answer.
     """
 
-    __slots__ = ("_adaptive", "_decreases", "_lock", "_made", "config", "store", "wall")
+    __slots__ = (
+        "_adaptive",
+        "_decreases",
+        "_leases",
+        "_lock",
+        "_made",
+        "_sizes",
+        "config",
+        "store",
+        "wall",
+    )
 
     _SWEEP_EVERY = 64
 
@@ -252,6 +296,10 @@ class RateLimiter(BaseStrategy):
         self._lock = threading.Lock()
         # The buckets of each key, made once (a few hundred keys at most).
         self._made: dict[str, list[Bucket]] = {}
+        # Leases per key, over a MemoryStore only (a RedisStore leases on its own).
+        self._leases: dict[str, _Lease] | None = {} if type(self.store) is MemoryStore else None
+        # Requests a lease of each key serves (below 2: no lease).
+        self._sizes: dict[str, float] = {}
 
     def __len__(self) -> int:
         """Keys whose rate is lowered now."""
@@ -259,9 +307,26 @@ class RateLimiter(BaseStrategy):
 
     def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
         """Reserve the next slot, or refuse when it is further away than ``max_wait``."""
-        key = self.key_for(call.host or "")
-        wait = self.acquire(key, now, max_wait=max_wait)
-        if wait is not None:
+        key = self.config.key or call.host or ""
+        # Leases only at the plan's rate (no adaptive state for the key), where a
+        # request costs one token: a factor that changes on every answer would
+        # end every lease.
+        leases = None if key in self._adaptive else self._leases
+        if leases is not None:
+            lease = leases.get(key)
+            if lease is not None and now < lease.until and next(lease.handed) < lease.size:
+                return 0.0  # a token already taken from the store
+        buckets = self._made.get(key)
+        if buckets is None:
+            buckets = self._buckets(key)
+        if leases is not None:
+            if self._lease(key, buckets, now):
+                return 0.0
+            cost = 1.0
+        else:
+            cost = self._cost(key)
+        wait = self.store.take(buckets, cost, now, max_wait)
+        if wait <= max_wait:
             return wait
         later = self.would_wait(key, now)
         classification = Classification.of(
@@ -281,7 +346,7 @@ class RateLimiter(BaseStrategy):
         headers = call.headers
         if headers is None or outcome is Outcome.LATE:
             return  # a network error (or no answer yet) says nothing about the rate
-        key = self.key_for(call.host or "")
+        key = self.config.key or call.host or ""
         if outcome is Outcome.THROTTLED:
             self.on_throttled(key, now, call.retry_after, headers, wall_now=self._wall_now())
         elif key in self._adaptive or announces_limits(headers):
@@ -357,6 +422,7 @@ class RateLimiter(BaseStrategy):
             self._decrease(key, now, info.rate)
         hold = _clamp_hold(hold)
         if hold > 0:
+            self._end_lease(key)
             self.store.hold(self._buckets(key), hold, now, self._cost(key))
         return hold
 
@@ -392,6 +458,7 @@ class RateLimiter(BaseStrategy):
             return 0.0
         hold = _clamp_hold(info.reset)
         if hold > 0:
+            self._end_lease(key)
             self.store.hold(self._buckets(key), hold, now, self._cost(key))
         return hold
 
@@ -417,6 +484,28 @@ class RateLimiter(BaseStrategy):
                 # Keys nobody calls any more: forget those back at the plan's rate.
                 self._adaptive = {k: a for k, a in self._adaptive.items() if a.until > now}
 
+    def _lease(self, key: str, buckets: list[Bucket], now: float) -> bool:
+        """Take a lease of tokens for ``key`` when they are plentiful (the first
+        goes to this request); ``False``: no lease, the request takes its own."""
+        size = self._sizes.get(key)
+        if size is None:
+            slowest = min(b.rate for b in buckets) * LEASE_SECONDS
+            size = min(slowest, min(b.capacity for b in buckets) / 4.0, float(LEASE_MAX))
+            self._sizes[key] = size
+        count = int(size)
+        if count < 2 or self.store.take(buckets, float(count), now, 0.0) > 0.0:
+            return False  # too few to be worth it, or not there now: nothing taken
+        assert self._leases is not None
+        if len(self._leases) >= _MADE_MAX:
+            self._leases.clear()  # many hosts: start over rather than grow
+        self._leases[key] = _Lease(count, now + LEASE_SECONDS)
+        return True
+
+    def _end_lease(self, key: str) -> None:
+        """A hold for ``key``: the tokens leased before it are not to be sent."""
+        if self._leases is not None:
+            self._leases.pop(key, None)
+
     def _cost(self, key: str) -> float:
         return 1.0 / self.factor(key)
 
@@ -431,6 +520,7 @@ class RateLimiter(BaseStrategy):
             ]
             if len(self._made) >= _MADE_MAX:
                 self._made.clear()  # many hosts: start over rather than grow
+                self._sizes.clear()
             self._made[key] = buckets
         return buckets
 

@@ -8,10 +8,6 @@ faults (:class:`FaultMix`, :meth:`VendorSimulator.serve_faults`; ``python -m
 resilience simulate`` serves one from the command line). The pytest fixture
 ``vendor_simulator`` gives a started one.
 
-:func:`running_redis` starts a throwaway ``redis-server`` on 127.0.0.1 for
-tests of :class:`~resilience.stores.RedisStore` (:class:`RedisServer` can kill
-it mid-test).
-
 :func:`set_testing` switches the testing mode on (no real waits, fresh
 budgets and limits, optionally fewer attempts), as stamina's does.
 """
@@ -26,7 +22,6 @@ from resilience.testing._mode import is_testing, set_testing
 
 if _TYPE_CHECKING:
     from resilience.testing._faults import FaultMix
-    from resilience.testing._redis import RedisServer, free_port, running_redis
     from resilience.testing._replies import Reply
     from resilience.testing._simulator import RecordedRequest, Served, VendorSimulator
 
@@ -38,9 +33,6 @@ _HOMES = {
     "Served": "resilience.testing._simulator",
     "FaultMix": "resilience.testing._faults",
     "Reply": "resilience.testing._replies",
-    "RedisServer": "resilience.testing._redis",
-    "free_port": "resilience.testing._redis",
-    "running_redis": "resilience.testing._redis",
 }
 
 
@@ -56,12 +48,9 @@ def __getattr__(name: str) -> _Any:
 __all__ = [
     "FaultMix",
     "RecordedRequest",
-    "RedisServer",
     "Reply",
     "Served",
     "VendorSimulator",
-    "free_port",
     "is_testing",
-    "running_redis",
     "set_testing",
 ]

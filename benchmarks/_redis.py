@@ -1,8 +1,10 @@
-"""A real ``redis-server`` for tests of ``RedisStore``: 127.0.0.1, a free port,
-a temporary directory, no persistence.
+"""A real ``redis-server`` for the benchmarks and the tests of ``RedisStore``:
+127.0.0.1, a free port, a temporary directory, no persistence.
 
 ``running_redis()`` starts one and stops it afterwards; ``server.stop()`` kills
-it early (to see what a fleet does when Redis dies).
+it early (to see what a fleet does when Redis dies). Not part of the library:
+users bring their own Redis. The tests import it from here (``tests/_redis.py``
+adds skipping when there is no ``redis-server``, and a Redis Cluster).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["RedisServer", "free_port", "running_redis"]
+__all__ = ["MISSING", "RedisServer", "free_port", "running_redis"]
 
 _START_TIMEOUT = 10.0
-_MISSING = (
+#: Why there is no server, and how to install one.
+MISSING = (
     "redis-server is not installed (Debian/Ubuntu: apt-get install redis-server; "
     "macOS: brew install redis)"
 )
@@ -49,12 +52,20 @@ class RedisServer:
         binary: the ``redis-server`` executable.
         directory: its working directory (and where its log goes).
         port: the port to listen on (a free one by default).
+        options: more command-line options (``--cluster-enabled yes``, ...).
     """
 
-    def __init__(self, binary: str, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        directory: Path,
+        port: int | None = None,
+        options: Sequence[str] = (),
+    ) -> None:
         self.binary = binary
         self.directory = directory
         self.port = free_port() if port is None else port
+        self.options = tuple(options)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,6 +92,7 @@ class RedisServer:
                     *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
                     *("--dir", str(self.directory), "--save", "", "--appendonly", "no"),
                     *("--daemonize", "no", "--loglevel", "warning"),
+                    *self.options,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -121,7 +133,7 @@ def running_redis(port: int | None = None, *, binary: str | None = None) -> Iter
     """
     binary = binary or shutil.which("redis-server")
     if binary is None:
-        raise FileNotFoundError(_MISSING)
+        raise FileNotFoundError(MISSING)
     with tempfile.TemporaryDirectory(prefix="resilience-redis-") as tmp:
         server = RedisServer(binary, Path(tmp), port)
         for attempt in range(3):
