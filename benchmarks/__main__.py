@@ -4,8 +4,9 @@ Runs every scenario on the embedded vendor simulator, prints markdown tables
 to stdout (progress to stderr) and writes the figures as JSON.
 
     python -m benchmarks              # full run (a few minutes)
-    python -m benchmarks --quick      # under a minute
+    python -m benchmarks --quick      # under two minutes
     python -m benchmarks --only fleet # one scenario (comma-separated names)
+    python -m benchmarks --only hedge # hedged requests against a heavy tail of late answers
     python -m benchmarks --only store # what a RedisStore and the full set cost; import time
     python -m benchmarks --profile    # cProfile of resilience's success path
 """
@@ -29,7 +30,7 @@ from typing import Any
 from benchmarks._settings import FULL, QUICK, SIZES, Settings
 from benchmarks._timing import Progress
 
-SCENARIOS = ("success", "loopback", "faults", "outage", "scale", "fleet", "store")
+SCENARIOS = ("success", "loopback", "faults", "outage", "hedge", "scale", "fleet", "store")
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "latest.json"
 RESULTS_MD = HERE / "RESULTS.md"
@@ -75,6 +76,7 @@ def run(
     """Run ``scenarios`` and return every figure (JSON-friendly)."""
     from benchmarks._faults import run_faults
     from benchmarks._fleet import run_fleet
+    from benchmarks._hedge import run_hedge
     from benchmarks._outage import run_outage
     from benchmarks._report import evaluate_targets
     from benchmarks._scale import run_scale
@@ -97,6 +99,9 @@ def run(
     if "outage" in scenarios:
         progress("benchmarks", "outage")
         results["outage"] = run_outage(settings, progress)
+    if "hedge" in scenarios:
+        progress("benchmarks", "hedged requests: a vendor with a heavy tail of late answers")
+        results["hedge"] = run_hedge(settings, progress, child_server=child_server)
     if "scale" in scenarios:
         progress("benchmarks", "async scale")
         results["async_scale"] = run_scale(settings, progress, child_server=child_server)
@@ -132,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="smaller N, fewer rounds (< 60 s)")
+    size.add_argument("--quick", action="store_true", help="smaller N, fewer rounds (< 2 min)")
     size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--json",

@@ -224,13 +224,16 @@ class Target:
 
     ``httpx_client`` and ``httpx_transport`` are extra keyword arguments of
     the httpx clients and of their network transports (``limits`` goes to the
-    transport: a client given a transport ignores its own).
+    transport: a client given a transport ignores its own). ``headers`` go with
+    every request of every client (an ``X-Sim-Key`` lets the simulator count a
+    contender's requests apart from the others').
     """
 
     kind: str
     base: str = "http://vendor.invalid"
     httpx_client: tuple[tuple[str, Any], ...] = ()
     httpx_transport: tuple[tuple[str, Any], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,8 @@ class Tuning:
             (``capacity_retries=0``: a region without capacity is not retried).
         defaults: resilience with every default (overrides the rest).
         on_retry: resilience's ``on_retry`` (the fault mix records the waits).
+        hedge: resilience's ``hedge=resilience.Hedge(delay=hedge)`` (seconds
+            or ``"p95"``); ``None``: no hedging, the library's default.
     """
 
     backoff: float = BACKOFF
@@ -252,6 +257,7 @@ class Tuning:
     regions: bool = False
     defaults: bool = False
     on_retry: Callable[[Any], Any] | None = None
+    hedge: float | str | None = None
 
 
 @dataclass
@@ -392,11 +398,29 @@ def in_process_resilient_adapter() -> Iterator[None]:
 # -- builders ------------------------------------------------------------------------
 
 
+def _hedge(delay: float | str) -> Any:
+    """``resilience.Hedge(delay=delay)``.
+
+    Raises:
+        Skip: this version of the library has no hedging.
+    """
+    hedge = getattr(resilience, "Hedge", None)
+    if hedge is None:
+        raise Skip("this version of resilience has no Hedge")
+    return hedge(delay=delay)
+
+
 def resilience_options(tuning: Tuning) -> dict[str, Any]:
-    """The keyword arguments of the resilience transports for ``tuning``."""
+    """The keyword arguments of the resilience transports for ``tuning``.
+
+    Raises:
+        Skip: ``tuning`` hedges and this version of the library cannot.
+    """
+    hedge = {} if tuning.hedge is None else {"hedge": _hedge(tuning.hedge)}
     if tuning.defaults:
-        return {}
+        return hedge
     options: dict[str, Any] = {
+        **hedge,
         "on_retry": tuning.on_retry,
         "max_attempts": ATTEMPTS,
         "backoff_initial": tuning.backoff,
@@ -459,6 +483,7 @@ def _requests_session(contender: Contender, target: Target, tuning: Tuning) -> C
     else:
         adapter = InProcessAdapter() if inproc else HTTPAdapter()
     session = requests.Session()
+    session.headers.update(dict(target.headers))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
 
@@ -489,6 +514,8 @@ def _httpx_client(contender: Contender, target: Target, tuning: Tuning) -> Clien
         else:
             transport = resilience.ResilientTransport(transport=inner, **options)
     options = dict(target.httpx_client)
+    if target.headers:
+        options["headers"] = dict(target.headers)
     if contender.is_async:
         aclient = httpx.AsyncClient(transport=transport, **options)
 

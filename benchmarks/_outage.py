@@ -27,7 +27,8 @@ from benchmarks._clients import (
     close,
     describe,
 )
-from benchmarks._settings import Settings
+from benchmarks._hedge import hedged_key
+from benchmarks._settings import HEDGE_DELAY, Settings
 from benchmarks._timing import Progress
 from resilience.testing import Reply, VendorSimulator
 
@@ -42,6 +43,14 @@ class Variant:
     tuning: Tuning
     budget: str
 
+    def describe(self) -> dict[str, Any]:
+        """The row's first fields; a hedging row has its own key and label."""
+        row = describe(self.contender)
+        if self.tuning.hedge is not None:
+            row["key"] = hedged_key(self.contender.key)
+            row["label"] = f'{self.contender.label}, Hedge(delay="{self.tuning.hedge}")'
+        return row
+
 
 def _variants(settings: Settings) -> list[Variant]:
     variants = []
@@ -49,6 +58,9 @@ def _variants(settings: Settings) -> list[Variant]:
         if contender.role == "resilience":
             variants.append(Variant(contender, Tuning(backoff=0.0), "on (default)"))
             variants.append(Variant(contender, Tuning(backoff=0.0, budget=False), "off"))
+            # Hedges spend the retry budget: hedging on must not add load to an outage.
+            hedging = Tuning(backoff=0.0, hedge=HEDGE_DELAY)
+            variants.append(Variant(contender, hedging, "on (default)"))
         else:
             variants.append(Variant(contender, Tuning(backoff=0.0), "n/a"))
     if settings.outage_defaults:
@@ -95,7 +107,7 @@ def run_outage(settings: Settings, progress: Progress) -> dict[str, Any]:
             for variant in _variants(settings):
                 contender = variant.contender
                 row: dict[str, Any] = {
-                    **describe(contender),
+                    **variant.describe(),
                     "budget": variant.budget,
                     "backoff": "0.5 s (default)" if variant.tuning.defaults else "0",
                     "windows": [],
@@ -126,8 +138,12 @@ def run_outage(settings: Settings, progress: Progress) -> dict[str, Any]:
                     )
                     progress(
                         scenario,
-                        f"{contender.label} (budget {variant.budget}), {label}: "
+                        f"{row['label']} (budget {variant.budget}), {label}: "
                         f"{sent / count:.2f} requests per call",
+                    )
+                if row["windows"]:
+                    row["worst_requests_per_call"] = max(
+                        window["requests_per_call"] for window in row["windows"]
                     )
                 rows.append(row)
     finally:

@@ -2,13 +2,15 @@
 
 ``python -m benchmarks.plots [results.json] [folder]`` draws, from the JSON a
 run wrote, the success-path overhead (``x bare``, in process and over
-loopback) and the fault mix (recoverable calls that succeed, requests per
-call) as SVG files, which the documentation embeds.
+loopback), the fault mix (recoverable calls that succeed, requests per
+call) and, when the run measured hedging, the latency percentiles with and
+without it, as SVG files, which the documentation embeds.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +26,53 @@ def _rows(data: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _save(plt: Any, figure: Any, path: Path) -> Path:
+    """Lay ``figure`` out, write it to ``path`` and free it."""
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def _is_ours(row: dict[str, Any]) -> bool:
     return "resilience" in str(row["key"])
 
 
-def write_plots(data: dict[str, Any], folder: Path) -> list[Path]:
-    """Draw the charts of ``data`` (a run's JSON) into ``folder``; return the files."""
-    import matplotlib
+def _hedging(plt: Any, data: dict[str, Any], folder: Path) -> Path:
+    """Latency percentiles per family: resilience with and without hedging, bare, the peers."""
+    from benchmarks._hedge import PERCENTILES
 
-    matplotlib.use("Agg")  # no screen
-    import matplotlib.pyplot as plt
+    rows = [r for r in _rows(data, "hedge") if "skipped" not in r]
+    families = [
+        f for f in ("requests", "httpx", "httpx-async") if any(r["family"] == f for r in rows)
+    ]
+    figure, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 5), sharey=True)
+    axes = list(axes) if len(families) > 1 else [axes]
+    names = [name.replace("p999", "p99.9") for name, _ in PERCENTILES]
+    for axis, family in zip(axes, families, strict=True):
+        for row in (r for r in rows if r["family"] == family):
+            values = [row[f"{name}_ms"] for name, _ in PERCENTILES]
+            if row.get("hedge") is not None:
+                style = {"color": "tab:green", "linewidth": 2.5, "marker": "o"}
+            elif _is_ours(row):
+                style = {"color": "tab:blue", "linewidth": 2.0, "marker": "o"}
+            elif row["role"] == "bare":
+                style = {"color": "black", "linewidth": 1.2, "linestyle": "--"}
+            else:
+                style = {"color": "tab:gray", "linewidth": 0.8, "alpha": 0.7}
+            axis.plot(names, values, label=row["label"], **style)
+        axis.set_yscale("log")
+        axis.set_title(family.replace("-", " "))
+        axis.set_xlabel("percentile of call latency")
+        axis.grid(True, which="both", axis="y", linewidth=0.3)
+        axis.legend(fontsize="x-small", loc="upper left")
+    axes[0].set_ylabel("ms (log scale)")
+    figure.suptitle(f"Hedged requests: {data['scenarios']['hedge']['faults']}")
+    return _save(plt, figure, folder / "hedging.svg")
 
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
 
+def _success(plt: Any, data: dict[str, Any], folder: Path) -> Path:
+    """Time per call against the bare client, in process and over loopback."""
     figure, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=False)
     for axis, scenario, title in (
         (axes[0], "success_inproc", "Success path, in process"),
@@ -52,12 +87,11 @@ def write_plots(data: dict[str, Any], folder: Path) -> list[Path]:
         axis.set_title(title)
         axis.set_xlabel("time per call, x the bare client of the same run")
         axis.invert_yaxis()
-    figure.tight_layout()
-    path = folder / "success-overhead.svg"
-    figure.savefig(path)
-    plt.close(figure)
-    written.append(path)
+    return _save(plt, figure, folder / "success-overhead.svg")
 
+
+def _faults(plt: Any, data: dict[str, Any], folder: Path) -> Path:
+    """Recoverable calls that succeed, and requests per call, under the fault mix."""
     rows = [r for r in _rows(data, "faults") if r.get("recovered_pct") is not None]
     labels = [r["label"] for r in rows]
     colors = ["tab:green" if _is_ours(r) else "tab:gray" for r in rows]
@@ -70,12 +104,35 @@ def write_plots(data: dict[str, Any], folder: Path) -> list[Path]:
     axes[1].set_xlabel("requests per logical call")
     for axis in axes:
         axis.invert_yaxis()
-    figure.tight_layout()
-    path = folder / "fault-mix.svg"
-    figure.savefig(path)
-    plt.close(figure)
-    written.append(path)
-    return written
+    return _save(plt, figure, folder / "fault-mix.svg")
+
+
+#: Each chart, with the scenarios it is drawn from.
+CHARTS: tuple[tuple[tuple[str, ...], Callable[[Any, dict[str, Any], Path], Path]], ...] = (
+    (("success_inproc", "success_loopback"), _success),
+    (("faults",), _faults),
+    (("hedge",), _hedging),
+)
+
+
+def write_plots(data: dict[str, Any], folder: Path) -> list[Path]:
+    """Draw the charts of ``data`` (a run's JSON) into ``folder``; return the files.
+
+    A chart whose scenarios the run did not measure is not drawn, so that a run
+    of one scenario (``--only hedge``) redraws its own chart and leaves the
+    others as they are.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        draw(plt, data, folder)
+        for needed, draw in CHARTS
+        if all(name in data["scenarios"] for name in needed)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

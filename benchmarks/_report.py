@@ -3,52 +3,24 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
 from typing import Any
 
+from benchmarks._format import (
+    find_row,
+    grouped,
+    is_number,
+    label,
+    num,
+    ratio,
+    ratio3,
+    shell_target,
+    signed,
+    table,
+)
+from benchmarks._hedge_report import hedge_heading, hedge_section, hedge_table, hedge_targets
 from benchmarks._settings import BACKOFF, RETRY_AFTER
 
 __all__ = ["evaluate_targets", "render_markdown", "render_results_md"]
-
-
-# -- formatting -------------------------------------------------------------------
-
-
-def _ok(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value))
-
-
-def _num(value: Any, digits: int = 1) -> str:
-    return f"{value:,.{digits}f}" if _ok(value) else "—"
-
-
-def _ratio(value: Any) -> str:
-    return f"{value:.2f}x" if _ok(value) else "—"
-
-
-def _ratio3(value: Any) -> str:
-    return f"{value:.3f}x" if _ok(value) else "—"
-
-
-def _count(value: Any) -> str:
-    return f"{value:,}" if _ok(value) else "—"
-
-
-def _signed(value: Any, digits: int = 1) -> str:
-    return f"{value:+,.{digits}f}" if _ok(value) else "—"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
-    """A markdown table; ``align`` holds ``l``/``r`` per column (default: first left)."""
-    align = align or "l" + "r" * (len(header) - 1)
-    marks = [":---" if a == "l" else "---:" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _label(row: dict[str, Any]) -> str:
-    return f"**{row['label']}**" if row.get("role") == "resilience" else row["label"]
 
 
 # -- per-scenario tables ----------------------------------------------------------------
@@ -59,7 +31,7 @@ def success_table(result: dict[str, Any]) -> str:
     rows = []
     for row in result["rows"]:
         if "skipped" in row:
-            rows.append([_label(row), "—", "—", "—", "—", f"skipped: {row['skipped']}"])
+            rows.append([label(row), "—", "—", "—", "—", f"skipped: {row['skipped']}"])
             continue
         bare = row["role"] == "bare"
         spread = (
@@ -69,15 +41,15 @@ def success_table(result: dict[str, Any]) -> str:
         )
         rows.append(
             [
-                _label(row),
-                _num(row["median"]),
-                "(baseline)" if bare else _signed(row.get("added")),
-                "1.00x" if bare else _ratio(row.get("ratio")),
+                label(row),
+                num(row["median"]),
+                "(baseline)" if bare else signed(row.get("added")),
+                "1.00x" if bare else ratio(row.get("ratio")),
                 spread,
                 "",
             ]
         )
-    return _table(
+    return table(
         ["contender", "µs/call", "added µs/call", "x bare", "x bare, per round", "note"],
         rows,
         "lrrrrl",
@@ -94,9 +66,9 @@ def _retry_after_behaviour(row: dict[str, Any]) -> str:
         names = ", ".join(sorted(exceptions))
         return f"raises {names}: the call fails at the first 429"
     if row.get("early_retries"):
-        return f"ignores it, retries on its own backoff ({_num(gap)} ms later, median)"
-    if _ok(gap):
-        return f"waits it ({_num(gap)} ms to the next request, median)"
+        return f"ignores it, retries on its own backoff ({num(gap)} ms later, median)"
+    if is_number(gap):
+        return f"waits it ({num(gap)} ms to the next request, median)"
     return "—"
 
 
@@ -105,25 +77,25 @@ def faults_table(result: dict[str, Any]) -> str:
     rows = []
     for row in result["rows"]:
         if "skipped" in row:
-            rows.append([_label(row)] + ["—"] * 9)
+            rows.append([label(row)] + ["—"] * 9)
             continue
         exceptions = row.get("exceptions") or {}
         raised = ", ".join(f"{n} {name}" for name, n in sorted(exceptions.items())) or "0"
         rows.append(
             [
-                _label(row),
+                label(row),
                 f"{row['recovered']}/{row['recoverable']} ({row['recovered_pct']:.0f}%)",
                 f"{row['answered_at_once']}/{row['unrecoverable']}",
                 str(row["wrong_retries"]),
                 f"{row['early_retries']}/{row['retry_after_answers']}",
                 raised,
-                _num(row["requests_per_call"], 2),
-                _num(row["wall_s"], 3),
-                _num(row.get("floor_s"), 3),
-                _ratio(row.get("wall_over_floor")),
+                num(row["requests_per_call"], 2),
+                num(row["wall_s"], 3),
+                num(row.get("floor_s"), 3),
+                ratio(row.get("wall_over_floor")),
             ]
         )
-    return _table(
+    return table(
         [
             "contender",
             "recoverable calls that succeed",
@@ -146,8 +118,8 @@ def retry_after_table(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         if "skipped" in row or row["role"] == "bare":
             continue
-        rows.append([_label(row), _retry_after_behaviour(row)])
-    return _table(["contender", f"on `429` with `Retry-After: {RETRY_AFTER}`"], rows, "ll")
+        rows.append([label(row), _retry_after_behaviour(row)])
+    return table(["contender", f"on `429` with `Retry-After: {RETRY_AFTER}`"], rows, "ll")
 
 
 def outage_table(result: dict[str, Any]) -> str:
@@ -159,14 +131,14 @@ def outage_table(result: dict[str, Any]) -> str:
     rows = []
     for row in result["rows"]:
         if "skipped" in row:
-            rows.append([_label(row), row["budget"]] + ["—"] * (len(windows) + 1))
+            rows.append([label(row), row["budget"]] + ["—"] * (len(windows) + 1))
             continue
-        cells = [_label(row), row["budget"]]
+        cells = [label(row), row["budget"]]
         by_window = {w["window"]: w for w in row["windows"]}
-        cells += [_num(by_window.get(w, {}).get("requests_per_call"), 3) for w in windows]
-        cells.append(_num(by_window.get(windows[-1], {}).get("ms_per_call"), 2))
+        cells += [num(by_window.get(w, {}).get("requests_per_call"), 3) for w in windows]
+        cells.append(num(by_window.get(windows[-1], {}).get("ms_per_call"), 2))
         rows.append(cells)
-    return _table(header, rows, "ll" + "r" * (len(windows) + 1))
+    return table(header, rows, "ll" + "r" * (len(windows) + 1))
 
 
 def scale_table(result: dict[str, Any]) -> str:
@@ -174,20 +146,20 @@ def scale_table(result: dict[str, Any]) -> str:
     rows = []
     for row in result["rows"]:
         if "skipped" in row:
-            rows.append([_label(row), "—", "—", "—", "—", f"skipped: {row['skipped']}"])
+            rows.append([label(row), "—", "—", "—", "—", f"skipped: {row['skipped']}"])
             continue
         bare = row["role"] == "bare"
         rows.append(
             [
-                _label(row),
-                _num(row["burst_ms"], 0),
-                _num(row["median"]),
-                "1.00x" if bare else _ratio(row.get("ratio")),
+                label(row),
+                num(row["burst_ms"], 0),
+                num(row["median"]),
+                "1.00x" if bare else ratio(row.get("ratio")),
                 "" if bare else f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}",
                 str(row.get("failed", 0)),
             ]
         )
-    return _table(
+    return table(
         [
             "contender",
             f"ms per {result['concurrency']:,} concurrent GETs",
@@ -219,12 +191,12 @@ def fleet_table(result: dict[str, Any]) -> str:
                 f"{row['ok']:,}/{row['calls']:,}",
                 f"{row['received_429']:,}",
                 f"{row['requests']:,}",
-                _num(row["requests_per_call"], 3),
-                _num(row["wall_s"], 2),
+                num(row["requests_per_call"], 3),
+                num(row["wall_s"], 2),
                 "",
             ]
         )
-    return _table(
+    return table(
         [
             "contender",
             "client-side limiter",
@@ -246,20 +218,20 @@ def store_table(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         settings = f"`{row['settings']}`" if row.get("settings") else ""
         if "skipped" in row:
-            rows.append([_label(row), settings, "—", "—", "—", f"skipped: {row['skipped']}"])
+            rows.append([label(row), settings, "—", "—", "—", f"skipped: {row['skipped']}"])
             continue
         bare = row["role"] == "bare"
         rows.append(
             [
-                _label(row),
+                label(row),
                 settings,
-                _num(row["median"]),
-                "1.00x" if bare else _ratio(row.get("ratio")),
+                num(row["median"]),
+                "1.00x" if bare else ratio(row.get("ratio")),
                 "" if bare else f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}",
-                "" if bare else _ratio(row.get("ratio_of_means")),
+                "" if bare else ratio(row.get("ratio_of_means")),
             ]
         )
-    return _table(
+    return table(
         [
             "contender",
             "settings",
@@ -278,16 +250,16 @@ def store_async_table(result: dict[str, Any]) -> str:
     rows = []
     for row in result["async_rows"]:
         if "skipped" in row:
-            rows.append([_label(row), "—", "—", "—", "—", f"skipped: {row['skipped']}"])
+            rows.append([label(row), "—", "—", "—", "—", f"skipped: {row['skipped']}"])
             continue
         bare = row["role"] == "bare"
         to_memory = row.get("ratio_to_memory")
         rows.append(
             [
-                _label(row),
-                _num(row["burst_ms"], 1),
-                "1.00x" if bare else _ratio(row.get("ratio")),
-                _ratio(to_memory) if to_memory is not None else "",
+                label(row),
+                num(row["burst_ms"], 1),
+                "1.00x" if bare else ratio(row.get("ratio")),
+                ratio(to_memory) if to_memory is not None else "",
                 (
                     f"{row['ratio_to_memory_min']:.2f}-{row['ratio_to_memory_max']:.2f}"
                     if to_memory is not None
@@ -296,7 +268,7 @@ def store_async_table(result: dict[str, Any]) -> str:
                 "",
             ]
         )
-    return _table(
+    return table(
         [
             "contender",
             f"ms per {result['concurrency']:,} concurrent GETs",
@@ -314,8 +286,8 @@ def import_line(result: dict[str, Any]) -> str:
     imp = result["import"]
     return (
         f"`import resilience` after `import httpx, requests`, in {imp['runs']} fresh "
-        f"interpreters: {_num(imp['median_ms'], 1)} ms (median; {_num(imp['min_ms'], 1)} to "
-        f"{_num(imp['max_ms'], 1)} ms)."
+        f"interpreters: {num(imp['median_ms'], 1)} ms (median; {num(imp['min_ms'], 1)} to "
+        f"{num(imp['max_ms'], 1)} ms)."
     )
 
 
@@ -330,37 +302,20 @@ def _fleet_heading(result: dict[str, Any]) -> str:
 # -- targets --------------------------------------------------------------------------
 
 
-def _row(result: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
-    if not result:
-        return None
-    for row in result["rows"]:
-        if row["key"] == key and "skipped" not in row:
-            found: dict[str, Any] = row
-            return found
-    return None
-
-
-_SHELLS = (
-    ("requests+resilience", "adapter"),
-    ("httpx+resilience", "transport"),
-    ("httpx-async+resilience", "async transport"),
-)
-
-
 def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, measured: one entry per target, with pass/fail."""
     targets: list[dict[str, Any]] = []
 
     def ratio_target(scenario: str, key: str, limit: float, name: str) -> None:
-        row = _row(scenarios.get(scenario), key)
+        row = find_row(scenarios.get(scenario), key)
         value = row.get("ratio") if row else None
         targets.append(
             {
                 "target": name,
                 "limit": f"≤ {limit:.2f}x",
-                "measured": _ratio3(value),
+                "measured": ratio3(value),
                 "value": value,
-                "pass": (value <= limit) if value is not None and _ok(value) else None,
+                "pass": (value <= limit) if value is not None and is_number(value) else None,
             }
         )
 
@@ -402,23 +357,9 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
     )
     faults = scenarios.get("faults")
     if faults:
-        rows = [(row, shell) for key, shell in _SHELLS if (row := _row(faults, key)) is not None]
 
         def fault_target(name: str, limit: str, field: str, fmt: Any, good: Any) -> None:
-            values = [row.get(field) for row, _ in rows]
-            measured = " / ".join(
-                f"{shell} {fmt(v)}" for (_, shell), v in zip(rows, values, strict=True)
-            )
-            ok = [good(v) for v in values if _ok(v)]
-            targets.append(
-                {
-                    "target": name,
-                    "limit": limit,
-                    "measured": measured or "—",
-                    "value": values,
-                    "pass": all(ok) if ok and len(ok) == len(values) else None,
-                }
-            )
+            targets.append(shell_target(faults, name, limit, field, fmt, good))
 
         fault_target(
             "fault mix: recoverable calls that succeed",
@@ -445,13 +386,13 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
             "fault mix: wall time vs least possible (floor)",
             "≤ 1.15x",
             "wall_over_floor",
-            _ratio3,
+            ratio3,
             lambda v: v <= 1.15,
         )
     fleet = scenarios.get("fleet")
     if fleet:
-        shared = _row(fleet, "shared")
-        unpaced = _row(fleet, "none")
+        shared = find_row(fleet, "shared")
+        unpaced = find_row(fleet, "none")
         value = [r.get("received_429") if r else None for r in (shared, unpaced)]
         targets.append(
             {
@@ -461,7 +402,7 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
                 ),
                 "limit": "none set (information)",
                 "measured": (
-                    f"shared {_count(value[0])} / no limiter {_count(value[1])} 429s"
+                    f"shared {grouped(value[0])} / no limiter {grouped(value[1])} 429s"
                     f" of {fleet['calls']:,} calls"
                 ),
                 "value": value,
@@ -507,9 +448,9 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
             "target": f"store: AsyncResilientTransport, {count} concurrent GETs, rate limit "
             "in RedisStore vs in memory",
             "limit": "≤ 1.20x",
-            "measured": _ratio3(to_memory),
+            "measured": ratio3(to_memory),
             "value": to_memory,
-            "pass": (to_memory <= 1.20) if to_memory is not None and _ok(to_memory) else None,
+            "pass": (to_memory <= 1.20) if to_memory is not None and is_number(to_memory) else None,
         }
     )
     imported = store.get("import") if store else None
@@ -519,9 +460,9 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
             "target": "store: `import resilience` after `import httpx, requests` (fresh "
             "interpreters, median)",
             "limit": "≤ 15 ms",
-            "measured": f"{import_ms:.1f} ms" if _ok(import_ms) else "—",
+            "measured": f"{import_ms:.1f} ms" if is_number(import_ms) else "—",
             "value": import_ms,
-            "pass": (import_ms <= 15.0) if import_ms is not None and _ok(import_ms) else None,
+            "pass": (import_ms <= 15.0) if import_ms is not None and is_number(import_ms) else None,
         }
     )
     scale = scenarios.get("async_scale")
@@ -532,6 +473,7 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
         1.10,
         f"async scale: {concurrency} concurrent GETs, AsyncResilientTransport vs bare AsyncClient",
     )
+    targets += hedge_targets(scenarios)
     return targets
 
 
@@ -544,7 +486,7 @@ def targets_table(targets: list[dict[str, Any]]) -> str:
         else:
             verdict = {True: "pass", False: "**fail**", None: "not run"}[target["pass"]]
         rows.append([target["target"], target["limit"], target["measured"], verdict])
-    return _table(["target", "limit", "measured", "result"], rows, "llll")
+    return table(["target", "limit", "measured", "result"], rows, "llll")
 
 
 # -- whole documents -----------------------------------------------------------------------
@@ -584,6 +526,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     if "outage" in scenarios:
         s = scenarios["outage"]
         parts.append(f"## Outage: every answer is a 503\n\n{outage_table(s)}")
+    if "hedge" in scenarios:
+        s = scenarios["hedge"]
+        parts.append(f"## {hedge_heading(s)}\n\n{hedge_table(s)}")
     if "async_scale" in scenarios:
         s = scenarios["async_scale"]
         parts.append(
@@ -593,7 +538,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     if "fleet" in scenarios:
         s = scenarios["fleet"]
         parts.append(
-            f"## Fleet: {_fleet_heading(s)}; least possible wall {_num(s['floor_s'], 2)} s"
+            f"## Fleet: {_fleet_heading(s)}; least possible wall {num(s['floor_s'], 2)} s"
             f"\n\n{fleet_table(s)}"
         )
     if "store" in scenarios:
@@ -615,21 +560,21 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def _share(part: Any, whole: Any) -> str:
-    if not (_ok(part) and _ok(whole)) or whole <= 0:
+    if not (is_number(part) and is_number(whole)) or whole <= 0:
         return "—"
     return f"{100 * part / whole:.0f}%"
 
 
 def _find(results: dict[str, Any], scenario: str, key: str, field: str) -> Any:
-    row = _row(results["scenarios"].get(scenario), key)
+    row = find_row(results["scenarios"].get(scenario), key)
     return row.get(field) if row else None
 
 
 def _fleet_section(s: dict[str, Any]) -> list[str]:
     """The "Fleet" part of "How it compares"."""
-    unpaced = _row(s, "none")
-    shared = _row(s, "shared")
-    local = _row(s, "local")
+    unpaced = find_row(s, "none")
+    shared = find_row(s, "shared")
+    local = find_row(s, "local")
     skipped_shared = next(
         (row["skipped"] for row in s["rows"] if row["key"] == "shared" and "skipped" in row),
         None,
@@ -644,7 +589,7 @@ def _fleet_section(s: dict[str, Any]) -> list[str]:
         lost = unpaced["calls"] - unpaced["ok"]
         findings.append(
             f"Without a limiter the fleet finds the limit by hitting it: "
-            f"{unpaced['received_429']:,} 429s, {_num(unpaced['requests_per_call'], 3)} "
+            f"{unpaced['received_429']:,} 429s, {num(unpaced['requests_per_call'], 3)} "
             "requests per call; a refused worker comes back when its `Retry-After` says a "
             "slot frees, together with the others refused at about the same time"
             + (
@@ -657,7 +602,7 @@ def _fleet_section(s: dict[str, Any]) -> list[str]:
         findings.append(
             "The shared limiter paces the whole fleet with one token bucket in Redis at the "
             f"plan's rate: {shared['received_429']:,} 429s, "
-            f"{_num(shared['requests_per_call'], 3)} requests per call."
+            f"{num(shared['requests_per_call'], 3)} requests per call."
             + (
                 f" Paced at exactly the limit, request n + {s['limit']:,} can still reach "
                 "the server a little less than a window after request n when the two take "
@@ -670,29 +615,29 @@ def _fleet_section(s: dict[str, Any]) -> list[str]:
         )
     elif skipped_shared:
         findings.append(f"The shared limiter did not run: {skipped_shared}.")
-    per_call = _row(s, "shared-per-call")
+    per_call = find_row(s, "shared-per-call")
     if shared and per_call:
         findings.append(
             "Leasing changes what the limiter costs, not what it sends: with each process "
             f"leasing its tokens ahead of need the fleet received {shared['received_429']:,} "
-            f"429s, sent {shared['requests']:,} requests in {_num(shared['wall_s'], 2)} s; "
+            f"429s, sent {shared['requests']:,} requests in {num(shared['wall_s'], 2)} s; "
             "with one token per call, each a round trip to Redis while the call waits (the "
             f"store before leases, `lease=0`), {per_call['received_429']:,} 429s, "
-            f"{per_call['requests']:,} requests in {_num(per_call['wall_s'], 2)} s."
+            f"{per_call['requests']:,} requests in {num(per_call['wall_s'], 2)} s."
         )
     if local:
         findings.append(
             f"Per-process limiters at 1/{s['workers']} of the plan each received "
-            f"{local['received_429']:,} 429s in {_num(local['wall_s'], 2)} s: they need no "
+            f"{local['received_429']:,} 429s in {num(local['wall_s'], 2)} s: they need no "
             "Redis while the fleet's size is fixed and known, but a share is lost whenever "
             "a process idles, and the plan must be divided again whenever the fleet grows "
             "or shrinks."
         )
     if unpaced and shared:
         findings.append(
-            f"Wall times: {_num(unpaced['wall_s'], 2)} s without a limiter, "
-            f"{_num(shared['wall_s'], 2)} s shared, against a least possible "
-            f"{_num(s['floor_s'], 2)} s. A limiter with burst 1 paces from the first call, "
+            f"Wall times: {num(unpaced['wall_s'], 2)} s without a limiter, "
+            f"{num(shared['wall_s'], 2)} s shared, against a least possible "
+            f"{num(s['floor_s'], 2)} s. A limiter with burst 1 paces from the first call, "
             f"so it leaves unused the empty first window ({s['limit']:,} calls) that the "
             "unpaced fleet spends at once and the least possible time counts on; a larger "
             "burst on top of the full rate would send more than the limit in that window."
@@ -718,7 +663,7 @@ def _fleet_section(s: dict[str, Any]) -> list[str]:
             "*429s received* and *requests sent* are the simulator's counts; *logical calls "
             "OK* are the calls that ended 2xx after their retries; *wall s* runs from the "
             "first call of the fleet to the last. The least possible wall time is "
-            f"{_num(s['floor_s'], 2)} s: the first {s['limit']:,} calls at once, the rest at "
+            f"{num(s['floor_s'], 2)} s: the first {s['limit']:,} calls at once, the rest at "
             "the limit. The issue sets no number for this scenario: these are reported, not "
             "judged."
         ),
@@ -770,7 +715,7 @@ def render_results_md(results: dict[str, Any]) -> str:
     meta = results["meta"]
 
     def added(scenario: str, key: str) -> str:
-        return _signed(_find(results, scenario, key, "added"))
+        return signed(_find(results, scenario, key, "added"))
 
     sections = [
         "## How it compares",
@@ -784,7 +729,7 @@ def render_results_md(results: dict[str, Any]) -> str:
             "retry. Contenders take turns in shuffled order, round after round; figures are "
             "medians over rounds, and ratios are to the bare client of the same family "
             "measured in the same round. To reproduce: `python -m pip install -e '.[test]' "
-            "&& python -m benchmarks --write-results` (`--quick` for a run under a minute, "
+            "&& python -m benchmarks --write-results` (`--quick` for a run under two minutes, "
             "`--profile` for a cProfile of the success path)."
         ),
         "### Settings",
@@ -884,14 +829,14 @@ def render_results_md(results: dict[str, Any]) -> str:
             + ")"
             for k in s["kinds"]
         )
-        transport = _row(s, "httpx+resilience") or {}
+        transport = find_row(s, "httpx+resilience") or {}
         fewest = sum(k["fewest_requests"] for k in s["kinds"]) / len(s["kinds"])
         loads = [
             row["requests_per_call"]
             for row in s["rows"]
             if row["role"] == "peer" and "skipped" not in row
         ]
-        peer_load = f"{_num(min(loads), 2)} to {_num(max(loads), 2)}" if loads else "—"
+        peer_load = f"{num(min(loads), 2)} to {num(max(loads), 2)}" if loads else "—"
         sections += [
             "### Fault mix",
             (
@@ -920,7 +865,7 @@ def render_results_md(results: dict[str, Any]) -> str:
             ),
             (
                 "resilience sends the fewest requests the mix allows "
-                f"({_num(fewest, 2)} per call), never retries a 401 or a 501, waits every "
+                f"({num(fewest, 2)} per call), never retries a 401 or a 501, waits every "
                 "`Retry-After` and fails over instead of retrying the region without "
                 "capacity. The peers retry the 501 and retry eu-west until their attempts "
                 f"run out ({peer_load} requests per call)."
@@ -929,9 +874,9 @@ def render_results_md(results: dict[str, Any]) -> str:
                 "resilience spends its time above the floor mostly on waits its policy "
                 "chose and the floor does not count: the jittered backoff after the 503 and "
                 "`conflict_delay` after the 409 "
-                f"({_num(transport.get('backoff_chosen_s'), 3)} s per round for "
+                f"({num(transport.get('backoff_chosen_s'), 3)} s per round for "
                 "ResilientTransport). Counting those waits, its wall time is "
-                f"{_ratio(transport.get('wall_over_floor_plus_backoff'))} of the floor; the "
+                f"{ratio(transport.get('wall_over_floor_plus_backoff'))} of the floor; the "
                 "rest is waking up from the sleeps and handling the failed answers (read, "
                 "classify, close). The wall/floor target is therefore a function of B: "
                 f"with B = {BACKOFF} s these two waits alone add "
@@ -959,6 +904,13 @@ def render_results_md(results: dict[str, Any]) -> str:
             if any(row.get("budget") == "on (every default)" for row in s["rows"])
             else ""
         )
+        hedging_note = (
+            ' The rows with `Hedge(delay="p95")` also hedge answers later than the 95th '
+            "percentile; hedges spend the same retry budget as retries, so hedging should add "
+            "no load to an outage (a target below)."
+            if any("Hedge(" in row["label"] for row in s["rows"])
+            else ""
+        )
         sections += [
             "### Outage",
             (
@@ -979,9 +931,11 @@ def render_results_md(results: dict[str, Any]) -> str:
                 "for the failure (with zero backoff: the requests themselves). httpx-retries "
                 "closes each failed response without reading it, so httpx drops that "
                 "keep-alive connection and the retry opens a new one: most of its extra time "
-                "per failed call." + defaults_note
+                "per failed call." + defaults_note + hedging_note
             ),
         ]
+    if "hedge" in scenarios:
+        sections += hedge_section(scenarios["hedge"])
     if "async_scale" in scenarios:
         s = scenarios["async_scale"]
         sections += [

@@ -23,6 +23,11 @@ RETRY_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", "
 REGIONS = ("eu-west", "us-east")
 #: The fleet's server-side limit: 8bitedge's 120 requests per minute per API key.
 FLEET_LIMIT = 120
+#: Share of late answers in the hedging scenario: few enough that the 95th
+#: percentile of latency stays among the answers that come at once.
+TAIL_SHARE = 0.02
+#: The hedge the hedging scenario measures: resilience.Hedge(delay=HEDGE_DELAY).
+HEDGE_DELAY = "p95"
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,13 @@ class Settings:
         fleet_limit: requests the simulator admits per key and window.
         fleet_scale: seconds standing for the vendor's minute (``1.0``: 120/min
             is enforced as 120/s).
+        hedge_calls: calls per contender in the hedging scenario, all rounds together.
+        hedge_rounds: rounds of the hedging scenario (contenders take turns).
+        hedge_rate: calls per second every sync contender is offered in the
+            hedging scenario (an open loop: late answers overlap instead of adding up).
+        hedge_async_rate: the same for async httpx, lower: one event loop
+            sends every call, and it must never fall behind.
+        hedge_tail_seconds: least wait of the late answers (``FaultMix.tail_seconds``).
         store_calls: calls per contender and round, store scenario (in-process).
         store_rounds: rounds of the store scenario's success path.
         store_concurrency: concurrent GETs of the store scenario's async rows.
@@ -69,6 +81,11 @@ class Settings:
     fleet_calls: int
     fleet_limit: int
     fleet_scale: float
+    hedge_calls: int = 2_000
+    hedge_rounds: int = 10
+    hedge_rate: float = 400.0
+    hedge_async_rate: float = 150.0
+    hedge_tail_seconds: float = 0.2
     store_calls: int = 2_000
     store_rounds: int = 9
     store_concurrency: int = 1_000
@@ -88,6 +105,7 @@ class Settings:
             loopback_rounds=rounds,
             fault_rounds=rounds,
             scale_rounds=rounds,
+            hedge_rounds=rounds,
             store_rounds=rounds,
             store_async_rounds=rounds,
         )
@@ -127,6 +145,8 @@ QUICK = Settings(
     fleet_calls=100,
     fleet_limit=FLEET_LIMIT,
     fleet_scale=1.0,
+    hedge_calls=400,
+    hedge_rounds=4,
     store_calls=500,
     store_rounds=5,
     store_async_rounds=3,
@@ -150,6 +170,10 @@ TINY = Settings(
     fleet_calls=20,
     fleet_limit=10,
     fleet_scale=0.1,
+    # The smoke test: one late answer or so per contender, waiting milliseconds.
+    hedge_calls=40,
+    hedge_rounds=2,
+    hedge_tail_seconds=0.02,
     store_calls=40,
     store_rounds=2,
     store_concurrency=50,

@@ -7,14 +7,17 @@ script faults and read the simulator's records, so they run it here.
 
 A child simulator takes commands on its stdin, one JSON object per line
 (``{"op": "count_status", "status": 429}``), and answers each on its stdout
-(``{"ok": 12}``), so that a scenario can set a rate limit and read the counts
-of a simulator in another process (:meth:`Server.enforce_rate_limit`,
-:meth:`Server.count_status`, :meth:`Server.reset`). Closing its stdin stops it.
+(``{"ok": 12}``), so that a scenario can set a rate limit or a fault mix and
+read the counts of a simulator in another process
+(:meth:`Server.enforce_rate_limit`, :meth:`Server.serve_faults`,
+:meth:`Server.count_status`, :meth:`Server.count_fault`, :meth:`Server.reset`).
+A fault mix travels as the dict of its fields. Closing its stdin stops it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
@@ -23,18 +26,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from resilience.testing import VendorSimulator
+from resilience.testing import FaultMix, VendorSimulator
 
 __all__ = ["Server", "served"]
 
 #: Simulator methods a child runs on command.
-COMMANDS = ("count_status", "enforce_rate_limit", "reset")
+COMMANDS = ("count", "count_fault", "count_status", "enforce_rate_limit", "reset", "serve_faults")
 
 _CHILD = f"""
 import json
 import sys
-from resilience.testing import VendorSimulator
-with VendorSimulator(record=False) as sim:
+from resilience.testing import FaultMix, VendorSimulator
+with VendorSimulator(record=sys.argv[1] == "record") as sim:
     print(sim.url, flush=True)
     for line in sys.stdin:
         command = json.loads(line)
@@ -42,6 +45,8 @@ with VendorSimulator(record=False) as sim:
         try:
             if op not in {COMMANDS!r}:
                 raise ValueError(f"unknown command {{op!r}}")
+            if op == "serve_faults" and command["mix"] is not None:
+                command["mix"] = FaultMix(**command["mix"])
             answer = {{"ok": getattr(sim, op)(**command)}}
         except Exception as exc:
             answer = {{"error": f"{{type(exc).__name__}}: {{exc}}"}}
@@ -58,6 +63,8 @@ def _local(sim: VendorSimulator) -> Control:
     def control(op: str, kwargs: dict[str, Any]) -> Any:
         if op not in COMMANDS:
             raise ValueError(f"unknown command {op!r}")
+        if op == "serve_faults" and kwargs["mix"] is not None:
+            kwargs = {**kwargs, "mix": FaultMix(**kwargs["mix"])}
         return getattr(sim, op)(**kwargs)
 
     return control
@@ -109,6 +116,24 @@ class Server:
             {"limit": limit, "per": per, "key_header": key_header, "window": window},
         )
 
+    def serve_faults(self, mix: FaultMix | None, *, seed: int | None = None) -> None:
+        """``VendorSimulator.serve_faults``, wherever the simulator runs."""
+        fields = None
+        if mix is not None:
+            fields = {f.name: getattr(mix, f.name) for f in dataclasses.fields(mix)}
+            fields["capacity"] = dict(mix.capacity)
+        self.control("serve_faults", {"mix": fields, "seed": seed})
+
+    def count_fault(self, fault: str | None = None) -> int:
+        """``VendorSimulator.count_fault``: requests the fault mix drew for, at their arrival."""
+        count: int = self.control("count_fault", {"fault": fault})
+        return count
+
+    def count(self, key: str | None = None) -> int:
+        """``VendorSimulator.count``: requests with ``X-Sim-Key: key`` (``served(record=True)``)."""
+        count: int = self.control("count", {"key": key})
+        return count
+
     def count_status(self, status: int | None = None) -> int:
         """``VendorSimulator.count_status``, wherever the simulator runs."""
         count: int = self.control("count_status", {"status": status})
@@ -135,14 +160,16 @@ def _read_url(process: subprocess.Popen[str]) -> str | None:
 
 
 @contextlib.contextmanager
-def served(*, child: bool = True) -> Iterator[Server]:
-    """A simulator for load (no request recording), in a child process if possible.
+def served(*, child: bool = True, record: bool = False) -> Iterator[Server]:
+    """A simulator for load, in a child process if possible.
 
-    Falls back to an in-process simulator when the child does not start.
+    Falls back to an in-process simulator when the child does not start. With
+    ``record``, it keeps every request, so that :meth:`Server.count` can count
+    them by ``X-Sim-Key``; without, long runs keep no memory of them.
     """
     if child:
         process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD],
+            [sys.executable, "-c", _CHILD, "record" if record else "no-record"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -164,5 +191,5 @@ def served(*, child: bool = True) -> Iterator[Server]:
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
-    with VendorSimulator(record=False) as sim:
+    with VendorSimulator(record=record) as sim:
         yield Server(sim.url, "in-process", _local(sim))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import random
 import statistics
 import sys
@@ -15,6 +16,7 @@ __all__ = [
     "Progress",
     "calls_per_us",
     "median",
+    "percentile",
     "round_orders",
     "summarise",
     "time_calls",
@@ -106,6 +108,18 @@ def time_interleaved(
                     get(url)
                     record((clock() - start) * 1e6)
     return times
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """The nearest-rank percentile: the smallest value at or above ``share`` of them.
+
+    ``share`` is in (0, 1] (``0.999`` for p99.9); ``nan`` for no values.
+    """
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered) - 1e-9))
+    return ordered[min(rank, len(ordered)) - 1]
 
 
 def calls_per_us(total_us: float, calls: int) -> float:

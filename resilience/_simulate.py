@@ -42,6 +42,8 @@ _KEYS: Mapping[str, str] = {
     "420": "capacity",
     "slow": "slow",
     "slow_seconds": "slow_seconds",
+    "tail": "tail",
+    "tail_seconds": "tail_seconds",
     "seed": "seed",
     "quiet": "quiet",
 }
@@ -54,6 +56,8 @@ _MIX_FIELDS = (
     "slow",
     "slow_seconds",
     "capacity",
+    "tail",
+    "tail_seconds",
 )
 
 
@@ -104,7 +108,7 @@ def _region_share(region: object, share: object, what: str) -> tuple[str, float]
 
 def _check(attr: str, value: object, what: str) -> object:
     """Check the value of one setting, named ``what`` in errors."""
-    if attr in ("server_error", "rate_limited", "slow"):
+    if attr in ("server_error", "rate_limited", "slow", "tail"):
         return _share(value, what)
     if attr == "server_error_status":
         return _int(value, what, 500, 599)
@@ -114,7 +118,7 @@ def _check(attr: str, value: object, what: str) -> object:
         return _int(value, what, -(2**63), 2**63 - 1)
     if attr == "retry_after":
         return _seconds(value, what, none=True)
-    if attr == "slow_seconds":
+    if attr in ("slow_seconds", "tail_seconds"):
         return _seconds(value, what)
     if attr == "host":
         if not isinstance(value, str) or not value.strip():
@@ -191,7 +195,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
                 + routes_text()
                 + "\n\nscenario file: a JSON object with the flags' names as keys, e.g.\n"
                 '  {"5xx": 0.1, "5xx_status": 502, "429": 0.05, "retry_after": 1.5,\n'
-                '   "420": {"eu-west": 0.5}, "slow": 0.02, "slow_seconds": 2, "seed": 7}\n'
+                '   "420": {"eu-west": 0.5}, "slow": 0.02, "slow_seconds": 2, "tail": 0.02,\n'
+                '   "tail_seconds": 0.2, "seed": 7}\n'
                 "flags given on the command line override it (--420 region by region)."
             )
         super().add_text(text)
@@ -213,10 +218,11 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
             "Serves the embedded vendor simulator (Gameye, 8bitedge, Playwave) over\n"
             "HTTP/1.1 and answers a random share of the requests to vendor routes with\n"
             "faults: 5xx in the vendor's envelope, 429 with Retry-After, Gameye's 420 for\n"
-            "chosen regions, slow answers. Prints the URL first, then one line per request;\n"
-            "Ctrl-C (or SIGTERM) stops it, prints a summary and exits 0.\n\n"
+            "chosen regions, slow answers, a heavy tail of late answers. Prints the URL\n"
+            "first, then one line per request; Ctrl-C (or SIGTERM) stops it, prints a\n"
+            "summary and exits 0.\n\n"
             "A share is a number from 0 to 1. The shares one request can meet (5xx, 429,\n"
-            "slow and the largest 420 share) add up to at most 1."
+            "slow, tail and the largest 420 share) add up to at most 1."
         ),
         epilog=_EPILOG,
         formatter_class=_HelpFormatter,
@@ -290,6 +296,19 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         type=_flag_type("slow_seconds", float),
         metavar="SECONDS",
         help="the wait of slow answers (default 2)",
+    )
+    faults.add_argument(
+        "--tail",
+        type=_flag_type("tail", float),
+        metavar="SHARE",
+        help="share answered normally after a heavy-tailed wait: at least --tail-seconds, "
+        "k times that with probability 1/k^2, at most 10 times that (default 0)",
+    )
+    faults.add_argument(
+        "--tail-seconds",
+        type=_flag_type("tail_seconds", float),
+        metavar="SECONDS",
+        help="the least wait of tail answers (default 0.2)",
     )
     output = parser.add_argument_group("draws and output")
     output.add_argument(
@@ -379,6 +398,7 @@ def settings(args: argparse.Namespace) -> Settings:
         ("5xx", values.get("server_error", 0.0)),
         ("429", values.get("rate_limited", 0.0)),
         ("slow", values.get("slow", 0.0)),
+        ("tail", values.get("tail", 0.0)),
     ]
     capacity: dict[str, float] = values.get("capacity", {})
     if capacity:

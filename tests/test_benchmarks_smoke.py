@@ -30,6 +30,7 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
         "## Fault mix",
         "## What each contender does with Retry-After",
         "## Outage",
+        "## Hedged requests",
         "## Async scale",
         "## Fleet",
         "## Store and configuration on the success path",
@@ -47,6 +48,7 @@ def test_tiny_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
         "success_loopback",
         "faults",
         "outage",
+        "hedge",
         "async_scale",
         "fleet",
         "store",
@@ -104,5 +106,38 @@ def _charts_are_drawn(data: dict[str, object], folder: Path) -> None:
     from benchmarks._plots import write_plots
 
     written = write_plots(data, folder)  # type: ignore[arg-type]
-    assert sorted(p.name for p in written) == ["fault-mix.svg", "success-overhead.svg"]
+    assert sorted(p.name for p in written) == [
+        "fault-mix.svg",
+        "hedging.svg",
+        "success-overhead.svg",
+    ]
     assert all(p.read_text(encoding="utf-8").lstrip().startswith("<?xml") for p in written)
+
+
+@pytest.mark.timeout(120)
+def test_tiny_hedging_run_times_every_contender_and_counts_requests_at_the_simulator() -> None:
+    """Every contender runs, each call is timed, and the simulator's count covers every call.
+
+    The hedged rows run when the library has ``resilience.Hedge``; without it they
+    are skipped, saying why.
+    """
+    from benchmarks._hedge import entries, run_hedge
+    from benchmarks._settings import TINY
+    from benchmarks._timing import Progress
+
+    result = run_hedge(TINY, Progress(quiet=True), child_server=False)
+    rows = {row["key"]: row for row in result["rows"]}
+    assert set(rows) == {entry.key for entry in entries()}
+    for key, row in rows.items():
+        if "skipped" in row:
+            assert row["hedge"] is not None, row
+            assert "Hedge" in row["skipped"]
+            continue
+        calls = result["calls"] // result["rounds"] * result["rounds"]
+        assert row["calls"] == calls, key
+        assert row["requests"] >= calls - sum(row["errors"].values()), key
+        latencies = [row[name] for name in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")]
+        assert latencies == sorted(latencies), key
+        if row["hedge"] is not None:
+            assert row["hedged_calls"] <= row["hedges"], key
+            assert {"p99_cut", "p50_ratio"} <= set(row), key

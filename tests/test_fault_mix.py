@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import http.client
 import json
+import random
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,9 @@ BAD_MIXES: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"retry_after": -1}, ValueError, "retry_after must be a finite number of seconds >= 0"),
     ({"retry_after": float("inf")}, ValueError, "retry_after must be a finite number"),
     ({"slow_seconds": float("nan")}, ValueError, "slow_seconds must be a finite number"),
+    ({"tail": 1.01}, ValueError, "tail must be between 0 and 1, got 1.01"),
+    ({"tail": "2%"}, TypeError, "tail must be a number between 0 and 1, not str"),
+    ({"tail_seconds": -0.2}, ValueError, "tail_seconds must be a finite number of seconds >= 0"),
     ({"capacity": {"": 0.5}}, ValueError, "capacity has an empty region name"),
     ({"capacity": {"  ": 0.5}}, ValueError, "capacity has an empty region name"),
     ({"capacity": {" eu": 0.5}}, ValueError, "capacity has a region name with spaces"),
@@ -47,6 +51,11 @@ BAD_MIXES: list[tuple[dict[str, Any], type[Exception], str]] = [
         {"server_error": 0.6, "capacity": {"eu": 0.1, "us": 0.5}},
         ValueError,
         "the shares add up to 1.1 (server_error=0.6 + capacity['us']=0.5)",
+    ),
+    (
+        {"slow": 0.5, "tail": 0.6},
+        ValueError,
+        "the shares add up to 1.1 (slow=0.5 + tail=0.6)",
     ),
 ]
 
@@ -65,6 +74,7 @@ def test_a_bad_value_is_refused_naming_its_field(
         {},
         {"server_error": 1},
         {"server_error": 0.1, "rate_limited": 0.2, "slow": 0.7},
+        {"server_error": 0.1, "slow": 0.2, "tail": 0.7},
         {"server_error": 0.5, "capacity": {"eu-west": 0.5, "us-east": 0.5}},
         {"retry_after": None},
         {"retry_after": 0, "slow_seconds": 0},
@@ -135,6 +145,26 @@ def test_a_draw_falls_into_one_band(
 
 
 @pytest.mark.parametrize(
+    ("draw", "fault"),
+    [(0.2499, "slow"), (0.25, "tail"), (0.4999, "tail"), (0.5, "420"), (0.75, "normal")],
+)
+def test_the_tail_band_comes_after_the_slow_band(draw: float, fault: str) -> None:
+    mix = FaultMix(slow=0.25, tail=0.25, capacity={"eu-west": 0.25})
+    assert mix.pick(draw, "gameye", "eu-west") == fault
+
+
+@pytest.mark.parametrize(
+    ("draw", "factor"),
+    [(0.0, 1.0), (0.5, 2**0.5), (0.75, 2.0), (0.96, 5.0), (0.99, 10.0), (0.999999, 10.0)],
+)
+def test_a_tail_wait_is_a_pareto_draw_from_tail_seconds_capped_at_ten_times(
+    draw: float, factor: float
+) -> None:
+    """P(wait > k * tail_seconds) = 1/k**2, so the draw 1 - 1/k**2 waits k times."""
+    assert FaultMix(tail_seconds=0.2).tail_wait(draw) == pytest.approx(0.2 * factor)
+
+
+@pytest.mark.parametrize(
     ("mix", "fault", "expected"),
     [
         (FaultMix(), "5xx", Reply.error(503)),
@@ -145,6 +175,7 @@ def test_a_draw_falls_into_one_band(
         (FaultMix(retry_after=0), "429", Reply.rate_limited(retry_after="0")),
         (FaultMix(retry_after=None), "429", Reply.rate_limited(retry_after=None)),
         (FaultMix(slow_seconds=0.5), "slow", Reply.slow(0.5)),
+        (FaultMix(tail_seconds=0.5), "tail", Reply.slow(0.5)),
         (FaultMix(), "420", Reply.capacity()),
         (FaultMix(), "normal", None),
     ],
@@ -153,6 +184,11 @@ def test_each_fault_is_carried_out_by_a_reply(
     mix: FaultMix, fault: Any, expected: Reply | None
 ) -> None:
     assert mix.reply(fault) == expected
+
+
+def test_a_tail_reply_waits_the_wait_of_its_own_draw() -> None:
+    mix = FaultMix(tail_seconds=0.1)
+    assert mix.reply("tail", 0.75) == Reply.slow(mix.tail_wait(0.75))
 
 
 @pytest.mark.parametrize(
@@ -168,6 +204,7 @@ def test_each_fault_is_carried_out_by_a_reply(
             FaultMix(capacity={"eu-west": 0.5, "us-east": 0}, slow=0.02, slow_seconds=2),
             "420 eu-west 50%, slow 2% (2 s)",
         ),
+        (FaultMix(tail=0.02), "tail 2% (0.2 s to 2 s)"),
     ],
 )
 def test_describe_names_each_fault_served(mix: FaultMix, text: str) -> None:
@@ -265,6 +302,36 @@ def test_slow_answers_are_normal_answers_after_the_wait() -> None:
         assert _me(sim) == 200
     assert served[0].fault == "slow"
     assert served[0].seconds >= 0.2
+
+
+def test_tail_answers_are_normal_answers_after_a_wait_drawn_for_each() -> None:
+    """Each tail answer waits what the request's second draw of the seeded sequence gives."""
+    served: list[Served] = []
+    mix = FaultMix(tail=1, tail_seconds=0.002)
+    with VendorSimulator(on_served=served.append) as sim:
+        sim.serve_faults(mix, seed=3)
+        assert [_me(sim) for _ in range(3)] == [200, 200, 200]
+    draws = random.Random(3)
+    waits = []
+    for _ in range(3):
+        draws.random()  # the band
+        waits.append(mix.tail_wait(draws.random()))
+    assert len(set(waits)) == 3
+    assert [s.fault for s in served] == ["tail"] * 3
+    assert all(s.seconds >= wait for s, wait in zip(served, waits, strict=True))
+
+
+def test_a_mix_without_a_tail_draws_once_per_request() -> None:
+    """The tail's second draw leaves the sequences of other mixes as their seeds gave them."""
+    mix = FaultMix(server_error=0.5, slow=0.25, slow_seconds=0)
+    draws = random.Random(4)
+    expected = [
+        {"5xx": 503, "slow": 200, "normal": 200}[mix.pick(draws.random(), "8bitedge", None)]
+        for _ in range(20)
+    ]
+    with VendorSimulator(record=False) as sim:
+        sim.serve_faults(mix, seed=4)
+        assert [_me(sim) for _ in range(20)] == expected
 
 
 def _sequence(seed: int | None, count: int = 40) -> list[int]:

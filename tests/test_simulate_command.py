@@ -208,6 +208,18 @@ def test_slow_answers_wait_then_answer_normally() -> None:
     assert took >= 0.3
 
 
+def test_tail_answers_wait_at_least_tail_seconds_then_answer_normally() -> None:
+    with simulate("--tail", "1", "--tail-seconds", "0.01") as sim:
+        began = time.monotonic()
+        status, _, body = sim.call("GET", "/gameye/session")
+        took = time.monotonic() - began
+        sim.stop()
+    assert (status, body) == (200, {"sessions": []})
+    assert took >= 0.01
+    assert "faults: tail 100% (0.01 s to 0.1 s)" in sim.lines[0]
+    assert re.search(r" GET /gameye/session 200 tail 0\.0\d\ds$", sim.output, re.MULTILINE)
+
+
 def _statuses(*args: str, count: int = 40) -> list[int]:
     with simulate(*args) as sim:
         return [sim.call("GET", "/8bitedge/api/v1/me")[0] for _ in range(count)]
@@ -273,6 +285,9 @@ BAD_FLAGS = [
     (["--5xx-status", "404"], "argument --5xx-status: the value must be between 500 and 599"),
     (["--retry-after", "-1"], "argument --retry-after: the value must be a finite number"),
     (["--slow-seconds", "inf"], "argument --slow-seconds: the value must be a finite number"),
+    (["--tail", "1.5"], "argument --tail: the value must be between 0 and 1, got 1.5"),
+    (["--tail-seconds", "-1"], "argument --tail-seconds: the value must be a finite number"),
+    (["--tail", "0.5", "--slow", "0.6"], "the shares add up to 1.1 (slow=0.6 + tail=0.5)"),
     (["--port", "70000"], "argument --port: the value must be between 0 and 65535"),
     (["--host", " "], "argument --host: the value must be a non-empty string"),
 ]
@@ -285,6 +300,8 @@ BAD_SCENARIOS = [
     ({"420": ["eu-west"]}, '"420" must map regions to shares'),
     ({"420": {"eu-west": -1}}, '"420" eu-west must be between 0 and 1'),
     ({"slow_seconds": -2}, '"slow_seconds" must be a finite number of seconds >= 0'),
+    ({"tail": [0.02]}, '"tail" must be a number between 0 and 1, not list'),
+    ({"tail_seconds": "0.2"}, '"tail_seconds" must be a number of seconds, not str'),
     ({"port": "8080"}, '"port" must be an integer, not str'),
     ({"bogus": 1}, 'unknown key "bogus"; the keys are "host", "port", "5xx"'),
     ([0.5], "must hold a JSON object, not list"),
@@ -359,16 +376,21 @@ def test_settings_merge_the_file_and_the_flags(tmp_path: Path) -> None:
                 "420": {"eu-west": 0.2, "us-east": 0.1},
                 "seed": 3,
                 "port": 8080,
+                "tail": 0.02,
+                "tail-seconds": 0.5,
             }
         )
     )
     argv = ["--scenario", str(scenario), "--5xx", "0.5", "--420", "us-east=0.3", "--quiet"]
+    argv += ["--tail-seconds", "0.25"]
     config = settings(_simulate_parser().parse_args(argv))
     assert config.mix == FaultMix(
         server_error=0.5,
         server_error_status=502,
         retry_after=None,
         capacity={"eu-west": 0.2, "us-east": 0.3},
+        tail=0.02,
+        tail_seconds=0.25,
     )
     assert (config.host, config.port, config.seed, config.quiet) == ("127.0.0.1", 8080, 3, True)
 

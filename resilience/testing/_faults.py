@@ -10,11 +10,21 @@ from typing import Literal
 
 from resilience.testing._replies import Reply
 
-Fault = Literal["5xx", "429", "420", "slow", "normal"]
+Fault = Literal["5xx", "429", "420", "slow", "tail", "normal"]
 """What a :class:`FaultMix` did to one request (``"normal"``: nothing)."""
 
-FAULTS: tuple[Fault, ...] = ("5xx", "429", "420", "slow", "normal")
-"""Every :data:`Fault`, in the order of the bands a draw falls into."""
+FAULTS: tuple[Fault, ...] = ("5xx", "429", "420", "slow", "tail", "normal")
+"""Every :data:`Fault`, in the order the summaries list them."""
+
+TAIL_SHAPE = 2.0
+"""Pareto shape of tail waits: a wait exceeds ``k * tail_seconds`` with probability ``k**-2``.
+
+A shape of 2 has a finite mean and an infinite variance, the heavy tail that
+hedged requests are for (Dean and Barroso, "The Tail at Scale")."""
+
+TAIL_CAP = 10.0
+"""Tail waits stop at ``TAIL_CAP * tail_seconds`` (1% of them with :data:`TAIL_SHAPE` 2),
+so that no single draw holds a test or a benchmark for minutes."""
 
 
 def check_share(value: object, what: str) -> float:
@@ -126,6 +136,7 @@ class FaultMix:
         [0, server_error)                        5xx   in the vendor's envelope
         [.., + rate_limited)                     429   with Retry-After
         [.., + slow)                             slow  normal answer after slow_seconds
+        [.., + tail)                             tail  normal answer after a heavy-tailed wait
         [.., + capacity[region])                 420   Gameye requests for that region only
         [.., 1)                                  normal
 
@@ -145,10 +156,18 @@ class FaultMix:
         slow: Share answered normally after ``slow_seconds`` (a wait the
             simulator cuts short when it stops).
         slow_seconds: The wait of slow answers.
+        tail: Share answered normally after a wait drawn from a heavy tail
+            (:meth:`tail_wait`): at least ``tail_seconds``, more than ``k``
+            times that with probability ``1/k**2``, at most ``TAIL_CAP`` (10)
+            times that. Unlike ``slow``, whose answers all wait alike, this is
+            the latency of a server that is fast except for a few answers that
+            take much longer, each drawn on its own: two copies of one request
+            are both slow only ``tail**2`` of the time.
+        tail_seconds: The least wait of tail answers (0.2 s by default).
         capacity: Share of Gameye requests for a region answered with 420
             (``{"eu-west": 0.5}``); regions are case-sensitive, as the vendor's are.
 
-    Each share is in [0, 1]; ``server_error + rate_limited + slow`` plus the
+    Each share is in [0, 1]; ``server_error + rate_limited + slow + tail`` plus the
     largest ``capacity`` share is at most 1 (those are the bands one request
     can fall into). All zero, the default, is a mix that faults nothing.
 
@@ -166,6 +185,8 @@ class FaultMix:
     slow: float = 0.0
     slow_seconds: float = 2.0
     capacity: Mapping[str, float] = field(default_factory=dict)
+    tail: float = 0.0
+    tail_seconds: float = 0.2
 
     def __post_init__(self) -> None:
         """Validate every value; keep ``capacity`` as a read-only copy."""
@@ -173,6 +194,7 @@ class FaultMix:
         set_(self, "server_error", check_share(self.server_error, "server_error"))
         set_(self, "rate_limited", check_share(self.rate_limited, "rate_limited"))
         set_(self, "slow", check_share(self.slow, "slow"))
+        set_(self, "tail", check_share(self.tail, "tail"))
         status = self.server_error_status
         if isinstance(status, bool) or not isinstance(status, int):
             raise TypeError(f"server_error_status must be an int, not {type(status).__name__}")
@@ -181,6 +203,7 @@ class FaultMix:
         if self.retry_after is not None:
             set_(self, "retry_after", check_seconds(self.retry_after, "retry_after"))
         set_(self, "slow_seconds", check_seconds(self.slow_seconds, "slow_seconds"))
+        set_(self, "tail_seconds", check_seconds(self.tail_seconds, "tail_seconds"))
         if not isinstance(self.capacity, Mapping):
             raise TypeError(
                 f"capacity must map regions to shares, not {type(self.capacity).__name__}"
@@ -203,6 +226,8 @@ class FaultMix:
                 self.slow,
                 self.slow_seconds,
                 tuple(sorted(self.capacity.items())),
+                self.tail,
+                self.tail_seconds,
             )
         )
 
@@ -216,6 +241,7 @@ class FaultMix:
             ("server_error", self.server_error),
             ("rate_limited", self.rate_limited),
             ("slow", self.slow),
+            ("tail", self.tail),
         ]
         if self.capacity:
             region, share = max(self.capacity.items(), key=lambda item: item[1])
@@ -249,17 +275,39 @@ class FaultMix:
         edge += self.slow
         if draw < edge:
             return "slow"
+        edge += self.tail
+        if draw < edge:
+            return "tail"
         if vendor == "gameye" and region is not None:
             share = self.capacity.get(region)
             if share and draw < edge + share:
                 return "420"
         return "normal"
 
-    def reply(self, fault: Fault) -> Reply | None:
+    def tail_wait(self, draw: float) -> float:
+        """The wait of one tail answer: a Pareto draw from ``tail_seconds``, capped.
+
+        ``tail_seconds * (1 - draw) ** (-1 / TAIL_SHAPE)``, at most
+        ``TAIL_CAP * tail_seconds``: half the waits are under 1.41 times
+        ``tail_seconds``, one in 20 over 4.47 times, one in 100 at the cap.
+
+        Args:
+            draw: A number in [0, 1), a second ``random.Random.random()`` of
+                the request (not the one that chose its band).
+
+        Returns:
+            The wait in seconds.
+        """
+        factor: float = (1.0 - draw) ** (-1.0 / TAIL_SHAPE)
+        return self.tail_seconds * min(TAIL_CAP, factor)
+
+    def reply(self, fault: Fault, draw: float = 0.0) -> Reply | None:
         """The scripted reply that carries out a fault.
 
         Args:
             fault: The fault.
+            draw: For ``"tail"``, the draw of its wait (:meth:`tail_wait`);
+                ignored otherwise.
 
         Returns:
             The reply, ``None`` for ``"normal"``.
@@ -271,6 +319,8 @@ class FaultMix:
             return Reply.rate_limited(retry_after=retry_after)
         if fault == "slow":
             return Reply.slow(self.slow_seconds)
+        if fault == "tail":
+            return Reply.slow(self.tail_wait(draw))
         if fault == "420":
             return Reply.capacity()
         return None
@@ -296,4 +346,9 @@ class FaultMix:
                 parts.append(f"420 {region} {_percent(share)}")
         if self.slow:
             parts.append(f"slow {_percent(self.slow)} ({seconds_text(self.slow_seconds)} s)")
+        if self.tail:
+            parts.append(
+                f"tail {_percent(self.tail)} ({seconds_text(self.tail_seconds)} s"
+                f" to {seconds_text(TAIL_CAP * self.tail_seconds)} s)"
+            )
         return ", ".join(parts) or "no faults"

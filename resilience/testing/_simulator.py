@@ -609,8 +609,11 @@ class VendorSimulator:
             if mix is None:
                 return "normal", None
             fault = mix.pick(self._random.random(), req.vendor, region)
+            # A second draw for a tail answer's wait only, so that the
+            # sequence of other mixes stays what their seeds gave before.
+            wait = self._random.random() if fault == "tail" else 0.0
             self._fault_counts[fault] += 1
-        return fault, mix.reply(fault)
+        return fault, mix.reply(fault, wait)
 
     def _throttled(self, req: Request) -> Response | None:
         """Count ``req`` against the rate limit; a 429 when it is over.
