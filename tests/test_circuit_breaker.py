@@ -13,7 +13,7 @@ import responses
 import resilience
 from resilience import CircuitBreaker, CircuitOpen
 from resilience.stores import MemoryStore
-from resilience.strategies.breaker import _NAMES_MAX, FLUSH_EVERY
+from resilience.strategies.breaker import _NAMES_MAX, FLUSH_EVERY, REREAD
 from tests._strategies import CircuitProbe
 
 KEY = ("api.example", None)
@@ -266,3 +266,53 @@ def test_successes_of_a_circuit_leaving_the_cache_are_kept() -> None:
     for _ in range(4):
         state.record(KEY, True, 1.0)
     assert state.state(KEY, 1.0) == "closed"  # 4 failures of 8: under 0.6
+
+
+# -- a circuit read closed is not read again until the store changes ------------------
+
+
+class _CountingStore(MemoryStore):
+    """A MemoryStore that counts reads of many keys."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get_many(self, keys, now):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super().get_many(keys, now)
+
+
+def test_a_closed_circuit_is_not_read_again_while_the_store_is_unchanged() -> None:
+    store = _CountingStore()
+    probe = CircuitProbe(CircuitBreaker(), store)
+    for _ in range(10):
+        assert probe.allow(KEY, 0.0)
+    assert store.reads == 1
+
+
+def test_a_closed_circuit_is_read_again_once_the_store_changed() -> None:
+    store = _CountingStore()
+    probe = CircuitProbe(CircuitBreaker(), store)
+    probe.allow(KEY, 0.0)
+    store.set("anything", 1.0, 10.0, 0.0)
+    probe.allow(KEY, 0.0)
+    assert store.reads == 2
+
+
+def test_a_closed_circuit_is_read_again_after_a_while_however_quiet() -> None:
+    store = _CountingStore()
+    probe = CircuitProbe(CircuitBreaker(), store)
+    probe.allow(KEY, 0.0)
+    probe.allow(KEY, REREAD)
+    assert store.reads == 2
+
+
+def test_a_circuit_opened_by_another_transport_is_seen_at_once() -> None:
+    store = MemoryStore()
+    config = CircuitBreaker(min_calls=2, failure_ratio=0.5)
+    here, there = CircuitProbe(config, store), CircuitProbe(config, store)
+    assert here.allow(KEY, 0.0)
+    there.record(KEY, True, 0.0)
+    there.record(KEY, True, 0.0)
+    assert not here.allow(KEY, 0.0)

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilience.stores import MemoryStore, RedisStore
+from resilience.strategies.base import Outcome
 from resilience.strategies.limit_headers import announces_limits
 from resilience.strategies.rate_limit import (
     BETA,
@@ -24,6 +25,8 @@ from resilience.strategies.rate_limit import (
     LEASE_MAX,
     LEASE_SECONDS,
     MAX_HOLD,
+    QUIET_AFTER,
+    QUIET_EVERY,
     LimitHeaders,
     RateLimit,
     RateLimiter,
@@ -617,3 +620,38 @@ def test_announces_limits_reads_every_kind_of_headers(names: list[str], announce
         dict(pairs),
     ):
         assert announces_limits(headers) is announces
+
+
+# -- servers that never announce limits are read sparingly -------------------------------
+
+
+class _CountingHeaders(dict[str, str]):
+    """Headers that count how often their names are scanned."""
+
+    scans = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        type(self).scans += 1
+        return super().__iter__()
+
+
+def test_a_silent_server_has_its_headers_read_one_answer_in_sixteen() -> None:
+    lim = RateLimit(per_second=10).new_limiter(MemoryStore())
+    call = _Call()
+    call.headers = _CountingHeaders({"Content-Type": "text/plain"})
+    _CountingHeaders.scans = 0
+    for _ in range(QUIET_AFTER + 10 * QUIET_EVERY):
+        lim.record(call, Outcome.SUCCESS, 0.0)
+    assert _CountingHeaders.scans == QUIET_AFTER + 10
+
+
+def test_a_server_that_starts_announcing_is_heard_within_sixteen_answers() -> None:
+    lim = RateLimit(per_second=10).new_limiter(MemoryStore())
+    call = _Call()
+    call.headers = {"Content-Type": "text/plain"}
+    for _ in range(QUIET_AFTER + 3):
+        lim.record(call, Outcome.SUCCESS, 0.0)
+    call.headers = {"RateLimit-Remaining": "0", "RateLimit-Reset": "5"}
+    for _ in range(QUIET_EVERY):
+        lim.record(call, Outcome.SUCCESS, 0.0)
+    assert lim.before_attempt(_Call(), 0.0, math.inf) == pytest.approx(5.0)

@@ -305,34 +305,43 @@ async def race_async(
     when the race ends, and any answer they left behind is closed."""
     import anyio
 
-    sink, answers = anyio.create_memory_object_stream[tuple[int, Any]](math.inf)
     clock = hedge_race.call.core.monotonic
     outcome: Any = None
+    # Answers as they come, and the event that wakes the race for them (an
+    # event and a list cost half what a memory stream does per call).
+    box: list[tuple[int, Any]] = []
+    signal = [anyio.Event()]
 
     async def run(index: int, req: Any, seconds: float | None) -> None:
         try:
             result: Any = await send(req, seconds)
         except Exception as exc:
             result = exc
-        sink.send_nowait((index, result))
+        box.append((index, result))
+        signal[0].set()
 
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(run, 0, request, budget(hedge_race.copies[0].sent))
             while True:
-                wait = hedge_race.due(clock())
-                got: tuple[int, Any] | None = None
-                with anyio.move_on_after(math.inf if wait is None else wait):
-                    got = await answers.receive()
-                if got is None:
-                    now = clock()
-                    if hedge_race.due(now):
-                        continue  # woken early
-                    copy = hedge_race.hedge(now)
-                    if copy is not None:
-                        tasks.start_soon(run, copy.index, copy_of(request), budget(now))
-                    continue
-                index, result = got
+                if not box:
+                    wait = hedge_race.due(clock())
+                    if wait is None:
+                        await signal[0].wait()
+                    else:
+                        with anyio.move_on_after(wait):
+                            await signal[0].wait()
+                    if not box:
+                        now = clock()
+                        if hedge_race.due(now):
+                            continue  # woken early
+                        copy = hedge_race.hedge(now)
+                        if copy is not None:
+                            tasks.start_soon(run, copy.index, copy_of(request), budget(now))
+                        continue
+                index, result = box.pop(0)
+                if not box:
+                    signal[0] = anyio.Event()  # an event cannot be cleared
                 if hedge_race.finished(index, result, clock()):
                     outcome = result
                     tasks.cancel_scope.cancel()
@@ -342,15 +351,9 @@ async def race_async(
         return outcome
     finally:
         hedge_race.over = True
-        sink.close()
-        while True:  # answers delivered but not taken
-            try:
-                _, late = answers.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                break
+        for _, late in box:  # answers delivered but not taken
             if late is not outcome and not isinstance(late, BaseException):
                 await _aquietly(discard, late)
-        answers.close()
 
 
 def _quietly(discard: Callable[[Any], None], response: Any) -> None:
