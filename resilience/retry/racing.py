@@ -20,11 +20,9 @@ records them as attempts: hedges with reason ``"hedge"``, losers with outcome
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -166,56 +164,65 @@ class Round:
 class HedgePool:
     """The bounded threads a sync transport sends raced copies from.
 
-    Started on first use; a copy that finds every thread busy is not sent (a
-    call whose first copy finds it so is sent unhedged from its own thread).
+    Threads start on first use and wait for the next copy on one queue (a
+    copy handed to a waiting thread costs one queue put: a raced call pays
+    two thread switches and little else). A copy that finds every thread
+    busy is not sent (a call whose first copy finds it so is sent unhedged
+    from its own thread). The threads are daemons: a send that never ends
+    does not hold up the interpreter's exit.
     """
 
-    __slots__ = ("_closed", "_executor", "_lock", "_slots", "threads")
+    __slots__ = ("_closed", "_idle", "_jobs", "_lock", "_started", "threads")
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self._slots = threading.BoundedSemaphore(threads)
-        self._executor: ThreadPoolExecutor | None = None
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a job, none promised one
+        self._started = 0
         self._closed = False
 
     def submit(self, job: Callable[[], None]) -> bool:
         """Run ``job`` on a free thread; ``False`` (not run) when none is free
         or the pool was shut down."""
-        if self._closed or not self._slots.acquire(blocking=False):
-            return False
-        executor = self._executor
-        if executor is None:
-            with self._lock:
-                if self._closed:
-                    self._slots.release()
-                    return False
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(
-                        self.threads, thread_name_prefix="resilience-hedge"
-                    )
-                executor = self._executor
-
-        def run() -> None:
-            try:
-                job()
-            finally:
-                self._slots.release()
-
-        try:
-            executor.submit(run)
-        except RuntimeError:  # shut down
-            self._slots.release()
-            return False
+        with self._lock:
+            if self._closed:
+                return False
+            if self._idle:
+                self._idle -= 1  # that thread's next job is this one
+            elif self._started < self.threads:
+                self._started += 1
+                threading.Thread(
+                    target=self._work, name=f"resilience-hedge-{self._started}", daemon=True
+                ).start()
+            else:
+                return False
+        self._jobs.put(job)
         return True
 
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except BaseException:  # a job reports its own outcome; never lose the thread
+                _log.debug("a hedged copy's job failed", exc_info=True)
+            with self._lock:
+                if self._closed:
+                    return
+                self._idle += 1
+
     def shutdown(self) -> None:
-        """Stop taking copies; threads end when their send does."""
+        """Stop taking copies; idle threads end now, busy ones when their send does."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+            idle, self._idle = self._idle, 0
+        for _ in range(idle):
+            self._jobs.put(None)
 
 
 def race(
