@@ -25,6 +25,7 @@ CORE_AND_SHELLS = [
     "tests/test_requests_adapter.py",
     "tests/test_hooks.py",
     "tests/test_drop_in.py",
+    "tests/test_hedging.py",
 ]
 
 
