@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import requests.structures
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resilience.stores import MemoryStore, RedisStore
@@ -488,7 +488,7 @@ def test_reset_after_wins_over_an_epoch_reset() -> None:
     assert read_limit_headers(headers, WALL).reset == 1.5
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.dictionaries(
         st.sampled_from(
