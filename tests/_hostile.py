@@ -95,6 +95,18 @@ class Hostile:
         with conn, contextlib.suppress(OSError):
             self.behaviour(conn, self._stop)
 
+    def accepted(self, expected: int, within: float = 5.0) -> int:
+        """The connections accepted, once ``expected`` are (or ``within`` seconds passed).
+
+        A client may give up on a connection before this server's thread got
+        round to accepting it (a silent server, a loaded machine): the count
+        catches up, and is returned as soon as it reaches ``expected``.
+        """
+        deadline = time.monotonic() + within
+        while self.connections < expected and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.connections
+
     def __enter__(self) -> Hostile:
         self._accepter.start()
         return self

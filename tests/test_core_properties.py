@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import requests
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
@@ -20,7 +20,13 @@ from resilience.core.classification import RETRYABLE
 from resilience.regions import JsonField, RequestParts
 from resilience.retry.engine import Action, CallState, Decision, ErrorKind
 
-SETTINGS = settings(max_examples=200, deadline=None, database=None)
+# No time limits: a loaded machine generates and runs examples several times slower.
+SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 STARTED = 500.0
 
 seconds = st.floats(min_value=0.0, max_value=120.0, allow_nan=False, allow_infinity=False)

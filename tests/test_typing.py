@@ -40,6 +40,11 @@ def _expectations() -> Iterator[tuple[str, int, str]]:
 
 EXPECTED = list(_expectations())
 
+# The first test of each worker waits for mypy's report (about 20 s on an idle
+# machine, without a cache; minutes on a loaded one): the subprocess's own
+# timeout, not the suite's default per-test one, bounds it.
+pytestmark = pytest.mark.timeout(400)
+
 
 def _run_mypy() -> str:
     env = {**os.environ, "MYPYPATH": str(ROOT)}  # this checkout, not an installed copy

@@ -264,12 +264,17 @@ class Batch:
         """Read ``key`` back: its value and its time to live."""
         self._op("g", ref, [self._key(key)])
 
-    def write(self, key: str, op: ValueOp, ref: Any) -> None:
-        """Apply ``op`` to ``key``."""
+    def write(self, key: str, op: ValueOp, ref: Any, elapsed: float = 0.0) -> None:
+        """Apply ``op`` to ``key``, ``elapsed`` seconds after it was made.
+
+        The value expires ``op.ttl`` after ``op.at``, as in a :class:`MemoryStore`,
+        not ``op.ttl`` after it reaches Redis: it is sent with the time left.
+        """
+        ttl = ms(op.ttl - max(0.0, elapsed))
         if op.set:
-            self._op("s", ref, [self._key(key), arg(op.amount), ms(op.ttl)])
+            self._op("s", ref, [self._key(key), arg(op.amount), ttl])
         else:
-            args = [arg(op.amount), arg(op.initial), arg(op.low), arg(op.high), ms(op.ttl)]
+            args = [arg(op.amount), arg(op.initial), arg(op.low), arg(op.high), ttl]
             self._op("i", ref, [self._key(key), *args])
 
     def hold(

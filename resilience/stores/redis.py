@@ -795,7 +795,9 @@ class RedisStore:
         for key, ops in work.ops.items():
             redis_key = self._key(key)
             for op in ops:
-                batch(redis_key).write(redis_key, op, None)
+                # A value's time to live counts from when it was changed; from
+                # ``work.at``, as the values read back in this round trip are.
+                batch(redis_key).write(redis_key, op, None, work.at - op.at)
         for key in work.reads:
             redis_key = self._key(key)
             batch(redis_key).read(redis_key, key)
@@ -863,6 +865,11 @@ class RedisStore:
         first, now_slots, later = float(entry[0]), int(entry[1]), entry[2:]
         if not now_slots and not later:
             lease.first = (first, t)
+        elif self._closed:
+            # Closed while this lease was on its way: no call will use its slots,
+            # so they go back to Redis in the thread's last round trip.
+            tokens = (now_slots + len(later)) * lease.cost
+            self._returns.append((lease.buckets, lease.keys, tokens))
         elif epoch == lease.epoch:
             # Slots count from when the answer came: never earlier than Redis gave them.
             slots = lease.slots
