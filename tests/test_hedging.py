@@ -419,12 +419,17 @@ def test_failover_keeps_working_with_hedging_on(send: Callable[..., Outcome]) ->
         finally:
             script.release()
     assert outcome.body == b"us"
-    assert [(a.reason, a.region, a.status) for a in outcome.attempts] == [
+    # On a loaded machine the answer from "us" may itself be late and hedged:
+    # a copy that lost is no part of what this test pins.
+    kept = [a for a in outcome.attempts if a.outcome != "cancelled"]
+    assert [(a.reason, a.region, a.status) for a in kept[:2]] == [
         ("first", "eu", 420),
         ("hedge", "eu", 420),
-        ("failover", "us", 200),
     ]
-    assert [s.headers["x-region"] for s in server.seen] == ["eu", "eu", "us"]
+    assert [(a.region, a.status) for a in kept[2:]] == [("us", 200)]
+    assert outcome.attempts[2].reason == "failover"
+    assert [s.headers["x-region"] for s in server.seen][:2] == ["eu", "eu"]
+    assert {s.headers["x-region"] for s in server.seen[2:]} == {"us"}
 
 
 def test_the_circuit_breaker_opens_with_hedging_on(send: Callable[..., Outcome]) -> None:
