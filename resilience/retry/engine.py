@@ -29,7 +29,7 @@ from resilience.detectors.rules import GENERIC_RULES, VendorRules
 from resilience.retry.policy import Policy
 
 if TYPE_CHECKING:
-    from resilience.retry.racing import Round
+    from resilience.retry.rounds import Round
 
 __all__ = [
     "Action",

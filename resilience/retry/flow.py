@@ -41,7 +41,8 @@ from resilience.regions import RegionLocator
 from resilience.retry.classifier import Classifier
 from resilience.retry.engine import CallState
 from resilience.retry.policy import Policy
-from resilience.retry.racing import HedgePool, Race, Round, race, race_async
+from resilience.retry.racing import HedgePool, Race, race, race_async
+from resilience.retry.rounds import Round
 from resilience.retry.testing_mode import MODE
 from resilience.stores.memory import MemoryStore
 from resilience.strategies.base import Outcome, Pipeline, Refusal

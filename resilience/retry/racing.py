@@ -23,15 +23,11 @@ import logging
 import queue
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from resilience.core.records import Attempt
+from resilience.retry.rounds import Copy, Round
 
-if TYPE_CHECKING:
-    from resilience.retry.flow import Call
-
-__all__ = ["Copy", "HedgePool", "Race", "race", "race_async"]
+__all__ = ["Contestant", "HedgePool", "Race", "race", "race_async"]
 
 _log = logging.getLogger(__name__)
 
@@ -43,31 +39,25 @@ def _retryable_status(status: int) -> bool:
     return status in (409, 420, 429) or (status >= 500 and status != 501)
 
 
-@dataclass(slots=True)
-class Copy:
-    """One copy of the attempt in a race.
+class Contestant(Protocol):
+    """What a race reads and tells of the call it runs for (a
+    :class:`~resilience.retry.flow.Call`)."""
 
-    Attributes:
-        index: 0 for the attempt itself, then the hedges in the order sent.
-        sent: monotonic time it was sent.
-        delay: seconds after copy 0 it was sent (0 for copy 0).
-        status: the status of its answer, once unusable (``None``: none).
-        error: the class name of its error, once failed.
-        outcome: ``"cancelled"`` while in flight or beaten; ``"superseded"``
-            once it answered unusably while another copy was in flight.
-    """
+    sent: float | None
 
-    index: int
-    sent: float
-    delay: float
-    status: int | None = None
-    error: str | None = None
-    outcome: str = "cancelled"
-    answered: bool = False
+    @property
+    def core(self) -> Any:
+        """The transport's shared state: ``pipeline`` and ``monotonic``."""
 
-    def attempt(self, number: int, delay: float, region: str | None, reason: str) -> Attempt:
-        """This losing copy as an attempt of the call's history."""
-        return Attempt(number, self.status, self.error, delay, region, None, self.outcome, reason)
+    @property
+    def wire(self) -> Any:
+        """The library adapter (``status`` of a response)."""
+
+    def report_hedge(self, index: int, delay: float) -> None:
+        """A hedged copy is being sent."""
+
+    def heard_loser(self, outcome: Any, sent: float, now: float) -> None:
+        """A copy answered unusably while another was in flight."""
 
 
 class Race:
@@ -82,7 +72,7 @@ class Race:
 
     __slots__ = ("_due", "allowed", "call", "copies", "over", "winner")
 
-    def __init__(self, call: Call, first_delay: float, now: float, allowed: int) -> None:
+    def __init__(self, call: Contestant, first_delay: float, now: float, allowed: int) -> None:
         self.call = call
         self.copies = [Copy(0, now, 0.0)]
         self.allowed = allowed
@@ -151,14 +141,6 @@ class Race:
         if len(self.copies) == 1 or self.winner is None:
             return None
         return Round(tuple(self.copies), self.winner)
-
-
-@dataclass(frozen=True, slots=True)
-class Round:
-    """The copies of one raced attempt and which of them won."""
-
-    copies: tuple[Copy, ...]
-    winner: int
 
 
 class HedgePool:

@@ -1,0 +1,45 @@
+"""The copies of a raced attempt, as values the loop records (see
+:mod:`resilience.retry.racing`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from resilience.core.records import Attempt
+
+__all__ = ["Copy", "Round"]
+
+
+@dataclass(slots=True)
+class Copy:
+    """One copy of the attempt in a race.
+
+    Attributes:
+        index: 0 for the attempt itself, then the hedges in the order sent.
+        sent: monotonic time it was sent.
+        delay: seconds after copy 0 it was sent (0 for copy 0).
+        status: the status of its answer, once unusable (``None``: none).
+        error: the class name of its error, once failed.
+        outcome: ``"cancelled"`` while in flight or beaten; ``"superseded"``
+            once it answered unusably while another copy was in flight.
+    """
+
+    index: int
+    sent: float
+    delay: float
+    status: int | None = None
+    error: str | None = None
+    outcome: str = "cancelled"
+    answered: bool = False
+
+    def attempt(self, number: int, delay: float, region: str | None, reason: str) -> Attempt:
+        """This losing copy as an attempt of the call's history."""
+        return Attempt(number, self.status, self.error, delay, region, None, self.outcome, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """The copies of one raced attempt and which of them won."""
+
+    copies: tuple[Copy, ...]
+    winner: int
