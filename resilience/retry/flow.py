@@ -42,7 +42,7 @@ from resilience.retry.classifier import Classifier
 from resilience.retry.engine import CallState
 from resilience.retry.policy import Policy
 from resilience.retry.racing import HedgePool, Race, race, race_async
-from resilience.retry.rounds import Round
+from resilience.retry.rounds import Round, unusable
 from resilience.retry.testing_mode import MODE
 from resilience.stores.memory import MemoryStore
 from resilience.strategies.base import Outcome, Pipeline, Refusal
@@ -384,29 +384,19 @@ class Call:
         event: RetryEvent | None = None,
     ) -> None:
         """Tell the hooks how the last decided attempt ended and what follows."""
-        instruments = self.instruments()
-        if not instruments.hooks:
-            return
         state = self.state
         last = state.last if state is not None else None
         number, region = (last.number, last.region) if last is not None else (1, self.region)
-        instruments.attempt(
-            AttemptEvent(
-                attempt=number,
-                method=self.wire.method(self.request),
-                url=state.url if state else redact_url(self.wire.url(self.request)),
-                vendor=c.vendor if c is not None else self.vendor,
-                category=c.category if c is not None else None,
-                status=c.status if c is not None else None,
-                error=error,
-                delay=event.delay if event is not None else 0.0,
-                region=region,
-                next_region=event.next_region if event is not None else region,
-                reason=reason,
-                why=why,
-                trace_id=c.trace_id if c is not None else None,
-                code=c.code if c is not None else None,
-            )
+        self._tell(
+            number,
+            region,
+            reason,
+            c=c,
+            status=c.status if c is not None else None,
+            error=error,
+            delay=event.delay if event is not None else 0.0,
+            next_region=event.next_region if event is not None else region,
+            why=why,
         )
 
     def report_copy(
@@ -414,26 +404,44 @@ class Call:
     ) -> None:
         """Tell the hooks about a raced copy: sent as a hedge (``reason="hedge"``),
         or lost (``"cancelled"``, ``"superseded"``)."""
+        region = self.region
+        self._tell(
+            number, region, reason, status=status, error=error, delay=delay, next_region=region
+        )
+
+    def _tell(
+        self,
+        number: int,
+        region: str | None,
+        reason: str,
+        *,
+        c: Classification | None = None,
+        status: int | None,
+        error: str | None,
+        delay: float,
+        next_region: str | None,
+        why: str | None = None,
+    ) -> None:
         instruments = self.instruments()
         if not instruments.hooks:
             return
-        region = self.region
+        state = self.state
         instruments.attempt(
             AttemptEvent(
                 attempt=number,
                 method=self.wire.method(self.request),
-                url=redact_url(self.wire.url(self.request)),
-                vendor=self.vendor,
-                category=None,
+                url=state.url if state else redact_url(self.wire.url(self.request)),
+                vendor=c.vendor if c is not None else self.vendor,
+                category=c.category if c is not None else None,
                 status=status,
                 error=error,
                 delay=delay,
                 region=region,
-                next_region=region,
+                next_region=next_region,
                 reason=reason,
-                why=None,
-                trace_id=None,
-                code=None,
+                why=why,
+                trace_id=c.trace_id if c is not None else None,
+                code=c.code if c is not None else None,
             )
         )
 
@@ -452,15 +460,8 @@ class Call:
                 return
             self.headers, verdict = None, Outcome.FAILURE
         else:
-            status = wire.status(outcome)
             self.headers = wire.response_headers(outcome)
-            verdict = (
-                Outcome.THROTTLED
-                if status == 429
-                else Outcome.FAILURE
-                if status >= 500
-                else Outcome.DEFERRED
-            )
+            verdict = unusable(wire.status(outcome)) or Outcome.FAILURE
         self.retry_after, self.sent = None, sent
         self.core.pipeline.record(self, verdict, now)
 

@@ -25,18 +25,11 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from resilience.retry.rounds import Copy, Round
+from resilience.retry.rounds import Copy, Round, unusable
 
 __all__ = ["Contestant", "HedgePool", "Race", "race", "race_async"]
 
 _log = logging.getLogger(__name__)
-
-
-def _retryable_status(status: int) -> bool:
-    # What a retry might fix, for any vendor: the flow classifies the answer
-    # that ends the race properly; here an answer only has to be "not worse
-    # than waiting for the other copy".
-    return status in (409, 420, 429) or (status >= 500 and status != 501)
 
 
 class Contestant(Protocol):
@@ -107,6 +100,13 @@ class Race:
         self._due = now + after if after is not None and sent + 1 < self.allowed else None
         return copy
 
+    def timed_out(self, now: float) -> Copy | None:
+        """The wait for an answer ended without one: the copy to send now, or
+        ``None`` (woken before a copy was due, or the pipeline refused one)."""
+        if self.due(now):
+            return None
+        return self.hedge(now)
+
     def unsent(self, copy: Copy) -> None:
         """``copy`` could not be sent after all (no thread free): no more copies."""
         self.copies.remove(copy)
@@ -124,7 +124,7 @@ class Race:
             usable, status = False, None
         else:
             status = wire.status(outcome)
-            usable = not _retryable_status(status)
+            usable = unusable(status) is None
         if usable or self.in_flight == 0:
             self.winner = index
             self.over = True
@@ -257,9 +257,7 @@ def race(
                 index, outcome = answers.get(timeout=wait)
             except queue.Empty:
                 now = clock()
-                if hedge_race.due(now):
-                    continue  # woken early
-                copy = hedge_race.hedge(now)
+                copy = hedge_race.timed_out(now)
                 if copy is not None:
                     req = copy_of(request)
                     if not pool.submit(job(copy.index, req, budget(now))):
@@ -322,9 +320,7 @@ async def race_async(
                             await signal[0].wait()
                     if not box:
                         now = clock()
-                        if hedge_race.due(now):
-                            continue  # woken early
-                        copy = hedge_race.hedge(now)
+                        copy = hedge_race.timed_out(now)
                         if copy is not None:
                             tasks.start_soon(run, copy.index, copy_of(request), budget(now))
                         continue

@@ -6,8 +6,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from resilience.core.records import Attempt
+from resilience.strategies.base import Outcome
 
-__all__ = ["Copy", "Round"]
+__all__ = ["Copy", "Round", "unusable"]
+
+
+def unusable(status: int) -> Outcome | None:
+    """What an answer of ``status`` tells the strategies when a retry might
+    fix it (409, 420, 429, a 5xx other than 501), for any vendor; ``None``:
+    a usable answer, which ends a race.
+
+    A race judges its copies by status alone, before any body is read: the
+    answer that ends it is then classified by the flow as any other.
+    """
+    if status == 429:
+        return Outcome.THROTTLED
+    if status >= 500 and status != 501:
+        return Outcome.FAILURE
+    if status in (409, 420):
+        return Outcome.DEFERRED
+    return None
 
 
 @dataclass(slots=True)
