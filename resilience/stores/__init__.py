@@ -1,4 +1,4 @@
-"""Where shared state lives: the rate limiter's buckets today, budgets and breakers next.
+"""Where every strategy keeps its state: rate-limit buckets, the retry budget, circuits.
 
 A :class:`Store` offers the few operations that must be atomic, and nothing
 else, so that a Lua script makes each of them atomic across processes and
