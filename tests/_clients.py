@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import requests
 
@@ -48,7 +49,9 @@ def _via_httpx(method: str, url: str, policy: dict[str, Any], **kw: Any) -> Outc
         return Outcome(response.status_code, resilience.attempts(response), body=response.content)
 
 
-def _via_httpx_async(method: str, url: str, policy: dict[str, Any], **kw: Any) -> Outcome:
+def _via_httpx_async(
+    method: str, url: str, policy: dict[str, Any], *, backend: str = "asyncio", **kw: Any
+) -> Outcome:
     async def run() -> Outcome:
         sleep = policy.get("sleep")
         if sleep is not None and not asyncio.iscoroutinefunction(sleep):
@@ -70,8 +73,16 @@ def _via_httpx_async(method: str, url: str, policy: dict[str, Any], **kw: Any) -
                 response.status_code, resilience.attempts(response), body=response.content
             )
 
-    return asyncio.run(run())
+    result: Outcome = anyio.run(run, backend=backend)
+    return result
 
+
+def _via_httpx_trio(method: str, url: str, policy: dict[str, Any], **kw: Any) -> Outcome:
+    return _via_httpx_async(method, url, policy, backend="trio", **kw)
+
+
+#: The async shell under trio, for behaviour whose code differs by runtime.
+TRIO_SHELL: dict[str, Callable[..., Outcome]] = {"httpx-async-trio": _via_httpx_trio}
 
 SHELLS: dict[str, Callable[..., Outcome]] = {
     "requests": _via_requests,

@@ -28,7 +28,7 @@ import resilience
 from resilience.instrumentation import AttemptEvent, CallEvent
 from resilience.strategies.base import Outcome as Verdict
 from resilience.strategies.hedge import MIN_SAMPLES, HedgeStrategy, LatencySketch
-from tests._clients import SHELLS, Outcome
+from tests._clients import SHELLS, TRIO_SHELL, Outcome
 from tests._loopback import Answer, Loopback, Seen
 
 #: Long enough that a test still waiting for it has failed; never waited when hedging works.
@@ -78,9 +78,14 @@ def race_of(attempts: list[resilience.Attempt]) -> list[tuple[int | None, str]]:
     )
 
 
-@pytest.fixture(params=sorted(SHELLS))
+#: The three shells, and the async one under trio too: asyncio and trio race
+#: copies by different code (a loop timer, a task group).
+RACERS = {**SHELLS, **TRIO_SHELL}
+
+
+@pytest.fixture(params=sorted(RACERS))
 def send(request: pytest.FixtureRequest) -> Callable[..., Outcome]:
-    return SHELLS[request.param]
+    return RACERS[request.param]
 
 
 def _run(
@@ -116,6 +121,35 @@ def test_a_fast_answer_is_not_hedged(send: Callable[..., Outcome]) -> None:
     assert outcome.body == b"first"
     assert len(server.seen) == 1
     assert [a.reason for a in outcome.attempts] == ["first"]
+
+
+def test_under_asyncio_a_race_that_needs_no_hedge_starts_no_task() -> None:
+    """Copy 0 is sent by the caller itself and a hedge is a loop timer until
+    due: a fast answer costs no task (a task per copy costs the caller two
+    turns of a busy loop)."""
+    started: list[object] = []
+
+    async def run(url: str) -> int:
+        loop = asyncio.get_running_loop()
+
+        def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+            started.append(getattr(coro, "__qualname__", coro))
+            return asyncio.Task(coro, loop=loop, **kw)
+
+        policy = {"hedge": resilience.Hedge(delay=2.0), "instrumentation": []}
+        async with httpx.AsyncClient(
+            transport=resilience.AsyncResilientTransport(**policy)
+        ) as client:
+            await client.get(url)  # the connection opened before counting
+            loop.set_task_factory(counting)
+            try:
+                return (await client.get(url)).status_code
+            finally:
+                loop.set_task_factory(None)
+
+    with Loopback(Script(body("first"))) as server:
+        assert asyncio.run(run(server.url + "/x")) == 200
+    assert started == []
 
 
 def test_the_copy_still_in_flight_when_another_answers_is_cancelled(
