@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -123,6 +124,35 @@ def test_a_fast_answer_is_not_hedged(send: Callable[..., Outcome]) -> None:
     assert [a.reason for a in outcome.attempts] == ["first"]
 
 
+def _hedge_senders() -> int:
+    """Threads sending hedged copies now (the timer excluded)."""
+    return sum(
+        1
+        for t in threading.enumerate()
+        if t.name.startswith("resilience-hedge-") and t.name[-1].isdigit()
+    )
+
+
+@pytest.mark.parametrize("shell", ["requests", "httpx"])
+def test_a_sync_race_that_needs_no_hedge_sends_from_the_callers_thread(shell: str) -> None:
+    """The first copy goes from the caller's thread (a hedge that wins cuts
+    it short): fast answers start no thread to send from."""
+    before = _hedge_senders()
+    hedge = resilience.Hedge(delay=2.0)
+    with Loopback(Script(body("first"))) as server:
+        url = server.url + "/x"
+        if shell == "requests":
+            with requests.Session() as session:
+                session.mount("http://", resilience.ResilientAdapter(hedge=hedge))
+                assert [session.get(url, timeout=5).status_code for _ in range(5)] == [200] * 5
+                during = _hedge_senders()
+        else:
+            with httpx.Client(transport=resilience.ResilientTransport(hedge=hedge)) as client:
+                assert [client.get(url).status_code for _ in range(5)] == [200] * 5
+                during = _hedge_senders()
+    assert during == before
+
+
 def test_under_asyncio_a_race_that_needs_no_hedge_starts_no_task() -> None:
     """Copy 0 is sent by the caller itself and a hedge is a loop timer until
     due: a fast answer costs no task (a task per copy costs the caller two
@@ -169,6 +199,20 @@ def test_the_copy_still_in_flight_when_another_answers_is_cancelled(
     outcome, _server = _run(send, script)
     assert outcome.body == b"answered"
     assert race_of(outcome.attempts) == [(None, "cancelled"), (200, "return")]
+
+
+def test_a_hedge_that_wins_frees_the_caller_while_the_first_copy_hangs(
+    send: Callable[..., Outcome],
+) -> None:
+    """The first copy's answer is held until the call has returned: the call
+    returns with the hedge's answer, without waiting for it (the sync shells
+    cut the first copy's connection short)."""
+    script = Script()
+    script._answers = (script.late(body("late")), body("fast"))
+    started = time.monotonic()
+    outcome, _server = _run(send, script)
+    assert outcome.body == b"fast"
+    assert time.monotonic() - started < HELD / 2
 
 
 def test_a_post_without_an_idempotency_key_is_never_hedged(

@@ -41,7 +41,7 @@ from resilience.regions import RegionLocator
 from resilience.retry.classifier import Classifier
 from resilience.retry.engine import CallState
 from resilience.retry.policy import Policy
-from resilience.retry.racing import HedgePool, Race, race, race_async
+from resilience.retry.racing import HedgePool, Race, race, race_async, race_inline
 from resilience.retry.rounds import Round, unusable
 from resilience.retry.testing_mode import MODE
 from resilience.stores.memory import MemoryStore
@@ -726,6 +726,10 @@ class SyncIO(Protocol):
     def read(self, response: Any, until: float | None) -> tuple[Any, bytes | None]: ...
     def discard(self, response: Any) -> None: ...
 
+    # Optional: ``cuts_sends``, true when a send honours the race's cut
+    # (:class:`~resilience.retry.racing.Cut`): a raced attempt's first copy
+    # is then sent from the caller's thread.
+
 
 class AsyncIO(Protocol):
     """The awaitable operations of an asynchronous shell (see :class:`SyncIO`);
@@ -915,7 +919,8 @@ def _raced(call: Call, io: SyncIO, pool: HedgePool, request: Any) -> Any:
     budget = _budget_of(call)
     if plan is None:
         return io.send(request, budget(call.sent or 0.0))
-    outcome = race(plan, pool, io.send, io.discard, request, call.wire.copy, budget)
+    runner = race_inline if getattr(io, "cuts_sends", False) else race
+    outcome = runner(plan, pool, io.send, io.discard, request, call.wire.copy, budget)
     call.round = plan.round()
     if isinstance(outcome, BaseException):
         raise outcome

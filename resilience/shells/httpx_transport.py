@@ -44,6 +44,7 @@ from resilience.retry.flow import (
 from resilience.retry.policy import Policy, PolicyOptions
 from resilience.retry.racing import HedgePool
 from resilience.retry.testing_mode import real_async_sleep, real_sleep
+from resilience.shells.cuts import cut_network_backend
 from resilience.shells.proxies import default_transport
 
 __all__ = [
@@ -294,10 +295,14 @@ def _cut_timeouts(request: httpx.Request, budget: float) -> None:
 
 
 class _SyncIO:
-    __slots__ = ("_transport", "_wire")
+    __slots__ = ("_transport", "_wire", "cuts_sends")
 
-    def __init__(self, transport: httpx.BaseTransport, wire: HttpxWire) -> None:
+    def __init__(
+        self, transport: httpx.BaseTransport, wire: HttpxWire, *, cuts_sends: bool = False
+    ) -> None:
         self._transport, self._wire = transport, wire
+        #: Whether a hedge that wins can cut a send short (see :mod:`.cuts`).
+        self.cuts_sends = cuts_sends
 
     def send(self, request: httpx.Request, budget: float | None) -> httpx.Response:
         # The wrapped transport's method is looked up on each call: test tools
@@ -423,9 +428,16 @@ class SyncShell(Generic[Inner, Req, Resp]):
         refuse_coroutine_functions(self.policy)
         self._core = Core(self.policy)
         self._wire = wire_for(lib)
-        self._io = _SyncIO(self._transport, self._wire)
-        self._sleep = self.policy.sleep or real_sleep
         hedge = self.policy.hedge
+        # Hedging sends a first copy from the caller's thread when a hedge can
+        # cut it short: over the connections of the library's own transport.
+        cuts = (
+            hedge is not None
+            and type(self._transport) is lib.HTTPTransport
+            and cut_network_backend(self._transport)
+        )
+        self._io = _SyncIO(self._transport, self._wire, cuts_sends=cuts)
+        self._sleep = self.policy.sleep or real_sleep
         self._pool = HedgePool(hedge.threads) if hedge is not None else None
 
     def handle_request(self, request: Req) -> Resp:

@@ -36,6 +36,7 @@ from resilience.retry.flow import Core, History, drive, refuse_coroutine_functio
 from resilience.retry.policy import Policy, PolicyOptions
 from resilience.retry.racing import HedgePool
 from resilience.retry.testing_mode import real_sleep
+from resilience.shells.cuts import CUT_POOL_CLASSES
 
 __all__ = ["ResilientAdapter"]
 
@@ -244,6 +245,12 @@ class _RequestsIO:
         self._adapter = adapter
         self._kwargs = kwargs
 
+    @property
+    def cuts_sends(self) -> bool:
+        """Whether a hedge that wins can cut a send short: over the adapter's
+        own pools (see :mod:`.cuts`), not through a proxy's."""
+        return self._adapter._cuts and not any((self._kwargs.get("proxies") or {}).values())
+
     def send(self, request: requests.PreparedRequest, budget: float | None) -> requests.Response:
         kwargs = self._kwargs
         if budget is not None:
@@ -324,6 +331,11 @@ class ResilientAdapter(HTTPAdapter):
         self._sleep = self.policy.sleep or real_sleep
         hedge = self.policy.hedge
         self._pool = HedgePool(hedge.threads) if hedge is not None else None
+        # Hedging sends a first copy from the caller's thread, over connections
+        # that a hedge which wins can cut short.
+        self._cuts = hedge is not None
+        if self._cuts:
+            self.poolmanager.pool_classes_by_scheme = dict(CUT_POOL_CLASSES)
 
     def close(self) -> None:
         """Close the connection pools (and stop the hedging threads)."""

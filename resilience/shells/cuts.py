@@ -1,0 +1,153 @@
+"""Connections whose blocking reads a hedge that won can cut short.
+
+A sync shell sends the first copy of a raced attempt from the caller's own
+thread (see :func:`resilience.retry.racing.race_inline`); when a hedge answers
+first, the caller must stop waiting for that copy. A blocking read cannot be
+interrupted from another thread, but its socket can be shut down: the read
+then returns at once, and the library fails the request and drops the
+connection as it does for any connection the server closed.
+
+The wrappers here arm that for the connections the shells make themselves:
+httpcore's network streams (the httpx transport built by default) and
+urllib3's connection classes (the requests adapter's pools). A send with no
+cut armed (:func:`~resilience.retry.racing.armed`) costs one thread-local read
+per network read.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import urllib3
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from resilience.retry.racing import armed
+
+__all__ = ["CUT_POOL_CLASSES", "cut_network_backend"]
+
+
+def _shut(sock: Any) -> None:
+    """Shut ``sock`` down both ways (the plain socket's method, also for a TLS
+    socket, whose own ``shutdown`` would tear its TLS state down under the
+    reading thread)."""
+    if sock is not None:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _CutStream:
+    """An httpcore network stream whose reads a cut can end."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        cut = armed()
+        if cut is None:
+            data: bytes = self._stream.read(max_bytes, timeout)
+            return data
+        cut.watch(self._shut)
+        try:
+            data = self._stream.read(max_bytes, timeout)
+            return data
+        finally:
+            cut.unwatch()
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        cut = armed()
+        if cut is not None:
+            cut.check()
+        self._stream.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> _CutStream:
+        return _CutStream(self._stream.start_tls(*args, **kwargs))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+    def _shut(self) -> None:
+        _shut(self._stream.get_extra_info("socket"))
+
+
+class _CutBackend:
+    """An httpcore network backend whose streams a cut can end."""
+
+    __slots__ = ("_backend",)
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> _CutStream:
+        return _CutStream(self._backend.connect_tcp(*args, **kwargs))
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _CutStream:
+        return _CutStream(self._backend.connect_unix_socket(*args, **kwargs))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def cut_network_backend(transport: Any) -> bool:
+    """Make the connections of an httpx ``HTTPTransport`` cuttable; ``False``
+    when ``transport`` is not one whose connections are known (a mock, a
+    router of proxies, a user's own transport)."""
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if backend is None or not hasattr(backend, "connect_tcp"):
+        return False
+    if not isinstance(backend, _CutBackend):
+        pool._network_backend = _CutBackend(backend)  # type: ignore[union-attr]
+    return True
+
+
+class _CutConnection:
+    """urllib3 connection behaviour: the wait for the response's head can be cut."""
+
+    sock: Any
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        cut = armed()
+        if cut is not None:
+            cut.check()
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        cut = armed()
+        if cut is None:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        cut.watch(self._shut)
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            cut.unwatch()
+
+    def _shut(self) -> None:
+        _shut(self.sock)
+
+
+class _CutHTTPConnection(_CutConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _CutHTTPSConnection(_CutConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _CutHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CutHTTPConnection
+
+
+class _CutHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CutHTTPSConnection
+
+
+#: ``PoolManager.pool_classes_by_scheme`` for pools whose connections can be cut.
+CUT_POOL_CLASSES: dict[str, type[HTTPConnectionPool]] = {
+    "http": _CutHTTPPool,
+    "https": _CutHTTPSPool,
+}
