@@ -41,7 +41,9 @@ from resilience.regions import RegionLocator
 from resilience.retry.classifier import Classifier
 from resilience.retry.engine import CallState
 from resilience.retry.policy import Policy
-from resilience.retry.racing import HedgePool, Race, race, race_async, race_inline
+from resilience.retry.racing import Race
+from resilience.retry.racing_tasks import race_async
+from resilience.retry.racing_threads import HedgePool, race, race_inline
 from resilience.retry.rounds import Round, unusable
 from resilience.retry.testing_mode import MODE
 from resilience.stores.memory import MemoryStore
@@ -727,7 +729,7 @@ class SyncIO(Protocol):
     def discard(self, response: Any) -> None: ...
 
     # Optional: ``cuts_sends``, true when a send honours the race's cut
-    # (:class:`~resilience.retry.racing.Cut`): a raced attempt's first copy
+    # (:class:`~resilience.retry.racing_threads.Cut`): a raced attempt's first copy
     # is then sent from the caller's thread.
 
 

@@ -1,7 +1,7 @@
 """Connections whose blocking reads a hedge that won can cut short.
 
 A sync shell sends the first copy of a raced attempt from the caller's own
-thread (see :func:`resilience.retry.racing.race_inline`); when a hedge answers
+thread (see :func:`resilience.retry.racing_threads.race_inline`); when a hedge answers
 first, the caller must stop waiting for that copy. A blocking read cannot be
 interrupted from another thread, but its socket can be shut down: the read
 then returns at once, and the library fails the request and drops the
@@ -10,7 +10,7 @@ connection as it does for any connection the server closed.
 The wrappers here arm that for the connections the shells make themselves:
 httpcore's network streams (the httpx transport built by default) and
 urllib3's connection classes (the requests adapter's pools). A send with no
-cut armed (:func:`~resilience.retry.racing.armed`) costs one thread-local read
+cut armed (:func:`~resilience.retry.racing_threads.armed`) costs one thread-local read
 per network read.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import urllib3
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from resilience.retry.racing import armed
+from resilience.retry.racing_threads import armed
 
 __all__ = ["CUT_POOL_CLASSES", "cut_network_backend"]
 

@@ -42,7 +42,7 @@ from resilience.retry.flow import (
     refuse_coroutine_functions,
 )
 from resilience.retry.policy import Policy, PolicyOptions
-from resilience.retry.racing import HedgePool
+from resilience.retry.racing_threads import HedgePool
 from resilience.retry.testing_mode import real_async_sleep, real_sleep
 from resilience.shells.cuts import cut_network_backend
 from resilience.shells.proxies import default_transport

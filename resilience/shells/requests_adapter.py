@@ -34,7 +34,7 @@ from resilience.regions import RequestParts
 from resilience.retry.engine import ErrorKind
 from resilience.retry.flow import Core, History, drive, refuse_coroutine_functions
 from resilience.retry.policy import Policy, PolicyOptions
-from resilience.retry.racing import HedgePool
+from resilience.retry.racing_threads import HedgePool
 from resilience.retry.testing_mode import real_sleep
 from resilience.shells.cuts import CUT_POOL_CLASSES
 
