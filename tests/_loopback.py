@@ -9,6 +9,7 @@ carries ``Content-Length`` so connections are kept alive and reused.
 from __future__ import annotations
 
 import itertools
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -105,12 +106,17 @@ class Loopback:
         answer: called (from server threads) with each :class:`Seen` request.
     """
 
-    def __init__(self, answer: Callable[[Seen], Answer]) -> None:
+    def __init__(
+        self, answer: Callable[[Seen], Answer], *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.answer = answer
+        self._scheme = "http" if tls is None else "https"
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
+        if tls is not None:  # each connection's handshake on accept
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._server.connection_ids = itertools.count(1)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -122,8 +128,8 @@ class Loopback:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        """``http://127.0.0.1:<port>`` (``https`` over TLS)."""
+        return f"{self._scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def connections(self) -> set[int]:

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 import requests
+import trustme
 
 import resilience
 from resilience.instrumentation import AttemptEvent, CallEvent
@@ -212,6 +215,47 @@ def test_a_hedge_that_wins_frees_the_caller_while_the_first_copy_hangs(
     started = time.monotonic()
     outcome, _server = _run(send, script)
     assert outcome.body == b"fast"
+    assert time.monotonic() - started < HELD / 2
+
+
+@pytest.mark.parametrize("shell", ["requests", "httpx", "httpx-async"])
+def test_over_tls_a_hedge_that_wins_frees_the_caller(shell: str, tmp_path: Path) -> None:
+    """The first copy's TLS read is cut short as a plain one is."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    script = Script()
+    script._answers = (script.late(body("late")), body("fast"))
+    hedge = resilience.Hedge(delay=0.02)
+    started = time.monotonic()
+    with Loopback(script, tls=server_tls) as server:
+        url = server.url + "/x"
+        try:
+            if shell == "requests":
+                with requests.Session() as session:
+                    session.mount("https://", resilience.ResilientAdapter(hedge=hedge))
+                    text = session.get(url, timeout=5, verify=str(ca_file)).text
+            elif shell == "httpx":
+                inner = httpx.HTTPTransport(verify=client_tls)
+                transport = resilience.ResilientTransport(inner, hedge=hedge)
+                with httpx.Client(transport=transport, timeout=5) as client:
+                    text = client.get(url).text
+            else:
+
+                async def run() -> str:
+                    inner = httpx.AsyncHTTPTransport(verify=client_tls)
+                    transport = resilience.AsyncResilientTransport(inner, hedge=hedge)
+                    async with httpx.AsyncClient(transport=transport, timeout=5) as client:
+                        return (await client.get(url)).text
+
+                text = asyncio.run(run())
+        finally:
+            script.release()
+    assert text == "fast"
     assert time.monotonic() - started < HELD / 2
 
 
