@@ -30,6 +30,7 @@ import trustme
 
 import resilience
 from resilience.instrumentation import AttemptEvent, CallEvent
+from resilience.retry.racing import Race
 from resilience.strategies.base import Outcome as Verdict
 from resilience.strategies.hedge import MIN_SAMPLES, HedgeStrategy, LatencySketch
 from tests._clients import SHELLS, TRIO_SHELL, Outcome
@@ -482,6 +483,46 @@ def test_no_more_copies_than_max_hedges() -> None:
     call = _Call()
     delays = [strategy.hedge_delay(call, copies) for copies in (1, 2, 3)]  # type: ignore[arg-type]
     assert delays == [0.5, 0.5, None]
+
+
+class _Raced:
+    """A call as a race sees it: a pipeline that permits every copy and gives
+    ``max_hedges=1``'s delays."""
+
+    sent: float | None = 0.0
+
+    def __init__(self) -> None:
+        self.hedges: list[int] = []
+        strategy = HedgeStrategy(resilience.Hedge(delay=0.5))
+        outer = self
+
+        class _Pipeline:
+            def permits_hedge(self, call: object, now: float) -> bool:
+                return True
+
+            def hedge_delay(self, call: object, copies: int) -> float | None:
+                return strategy.hedge_delay(_Call(), copies)  # type: ignore[arg-type]
+
+        class _Core:
+            pipeline = _Pipeline()
+
+        self.core = _Core()
+        self.wire = None
+        self.report_hedge = lambda index, delay: outer.hedges.append(index)
+        self.heard_loser = lambda *args: None
+
+
+def test_a_race_sends_no_copy_once_none_is_due() -> None:
+    """Two senders (the waiting thread and the timer) may ask at the same
+    moment: once the one copy allowed is sent, asking again sends nothing,
+    though ``max_attempts`` would allow more."""
+    call = _Raced()
+    race = Race(call, first_delay=0.5, now=0.0, allowed=4)  # type: ignore[arg-type]
+    assert race.timed_out(0.1) is None  # not due yet
+    assert race.timed_out(0.5) is not None
+    assert race.timed_out(0.6) is None
+    assert race.timed_out(5.0) is None
+    assert call.hedges == [1]
 
 
 @pytest.mark.parametrize(

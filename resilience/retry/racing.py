@@ -112,8 +112,10 @@ class Race:
 
     def timed_out(self, now: float) -> Copy | None:
         """The wait for an answer ended without one: the copy to send now, or
-        ``None`` (woken before a copy was due, or the pipeline refused one)."""
-        if self.due(now):
+        ``None`` (woken before a copy was due, no more copies are due, or the
+        pipeline refused one)."""
+        wait = self.due(now)
+        if wait is None or wait > 0:
             return None
         return self.hedge(now)
 

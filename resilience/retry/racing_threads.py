@@ -16,12 +16,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from urllib3.util.wait import wait_for_read
+
 from resilience.retry.racing import Race
 from resilience.retry.rounds import unusable
 
 __all__ = ["Cut", "HedgePool", "SendCut", "armed", "race", "race_inline"]
 
 _log = logging.getLogger(__name__)
+
+#: The timer wakes at most once per this many seconds (see :meth:`HedgePool._tick`).
+TIMER_GRAIN = 0.01
 
 
 class HedgePool:
@@ -105,14 +110,20 @@ class HedgePool:
                     wait = due[0][0] - time.monotonic() if due else None
                     if wait is not None and wait <= 0:
                         break
-                    self._wake.wait(wait)
+                    # At most one wake per grain: a busy transport's calls
+                    # schedule a job each, and most find nothing to do.
+                    self._wake.wait(None if wait is None else max(wait, TIMER_GRAIN))
                 if self._closed:
                     return
-                _, _, job = heapq.heappop(due)
-            try:
-                job()
-            except BaseException:  # a job reports its own outcome; never lose the timer
-                _log.debug("a hedge timer's job failed", exc_info=True)
+                now = time.monotonic()
+                jobs = []
+                while due and due[0][0] <= now:
+                    jobs.append(heapq.heappop(due)[2])
+            for job in jobs:
+                try:
+                    job()
+                except BaseException:  # a job reports its own outcome; never lose the timer
+                    _log.debug("a hedge timer's job failed", exc_info=True)
 
     def _work(self) -> None:
         while True:
@@ -151,12 +162,37 @@ class Cut:
     fail with :class:`SendCut`.
     """
 
-    __slots__ = ("_close", "_lock", "fired")
+    __slots__ = ("_close", "_lock", "due", "fired", "on_due")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._close: Callable[[], None] | None = None
         self.fired = False
+        #: When (``time.monotonic``) a copy is due, and what sends it.
+        self.due: float | None = None
+        self.on_due: Callable[[], object] | None = None
+
+    def until_readable(self, sock: Any) -> float:
+        """Wait until ``sock`` has something to read, sending each copy that
+        falls due meanwhile (from the waiting thread: no timer needed while a
+        read waits); the seconds waited.
+
+        A connection calls it while watched, before its blocking read, so that
+        a copy's win (which shuts ``sock`` down) ends the wait as well.
+        """
+        start = time.monotonic()
+        while self.on_due is not None and not self.fired:
+            due = self.due
+            if due is None:
+                break
+            left = due - time.monotonic()
+            if left <= 0:
+                self.on_due()  # sends a copy if the pipeline permits; moves ``due``
+                continue
+            pending = getattr(sock, "pending", None)  # bytes a TLS socket already holds
+            if (pending is not None and pending()) or wait_for_read(sock, timeout=left):
+                break
+        return time.monotonic() - start
 
     def watch(self, close: Callable[[], None]) -> None:
         """A blocking read is about to start; ``close`` would end it.
@@ -323,21 +359,33 @@ def race_inline(
 
     context = contextvars.copy_context()  # hooks of a hedge see the caller's context
 
-    def tick() -> None:
+    def tick() -> float | None:
+        """Send the copy now due, if any; seconds until the next one."""
         with lock:
             if hedge_race.over:
-                return
+                cut.due = None
+                return None
             now = clock()
             copy = hedge_race.timed_out(now)
             if copy is not None and not pool.submit(job(copy.index, copy_of(request), budget(now))):
                 hedge_race.unsent(copy)
             wait = hedge_race.due(clock())
+            cut.due = None if wait is None else time.monotonic() + wait
+            return wait
+
+    def on_timer() -> None:
+        # While copy 0 waits to read, its own thread sends the copies due
+        # (Cut.until_readable); the timer covers a send stuck before its read
+        # (connecting, writing), a grain late at most.
+        wait = context.run(tick)
         if wait is not None:
-            pool.after(wait, lambda: context.run(tick))
+            pool.after(wait, on_timer)
 
     wait = hedge_race.due(clock())
     if wait is not None:
-        pool.after(wait, lambda: context.run(tick))
+        cut.due = time.monotonic() + wait
+        cut.on_due = tick
+        pool.after(wait, on_timer)
     outcome: Any = None
     outer, _armed.cut = armed(), cut  # a send may itself run a hedged call
     try:

@@ -9,9 +9,12 @@ connection as it does for any connection the server closed.
 
 The wrappers here arm that for the connections the shells make themselves:
 httpcore's network streams (the httpx transport built by default) and
-urllib3's connection classes (the requests adapter's pools). A send with no
-cut armed (:func:`~resilience.retry.racing_threads.armed`) costs one thread-local read
-per network read.
+urllib3's connection classes (the requests adapter's pools). Before a
+blocking read the connection also waits until the socket is readable, sending
+each hedge that falls due meanwhile from the waiting thread
+(:meth:`~resilience.retry.racing_threads.Cut.until_readable`). A send with no
+cut armed (:func:`~resilience.retry.racing_threads.armed`) costs one
+thread-local read per network read.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from resilience.retry.racing_threads import armed
 
 __all__ = ["CUT_POOL_CLASSES", "cut_network_backend"]
+
+#: The least read timeout left after a wait (a zero timeout means "do not block").
+_LEAST_TIMEOUT = 0.001
 
 
 def _shut(sock: Any) -> None:
@@ -50,6 +56,9 @@ class _CutStream:
             return data
         cut.watch(self._shut)
         try:
+            waited = cut.until_readable(self._stream.get_extra_info("socket"))
+            if timeout is not None:
+                timeout = max(timeout - waited, _LEAST_TIMEOUT)
             data = self._stream.read(max_bytes, timeout)
             return data
         finally:
@@ -122,6 +131,11 @@ class _CutConnection:
             return super().getresponse(*args, **kwargs)  # type: ignore[misc]
         cut.watch(self._shut)
         try:
+            sock = self.sock
+            waited = cut.until_readable(sock)
+            timeout = sock.gettimeout() if sock is not None else None
+            if waited and timeout is not None:  # the read timeout counts the wait
+                sock.settimeout(max(timeout - waited, _LEAST_TIMEOUT))
             return super().getresponse(*args, **kwargs)  # type: ignore[misc]
         finally:
             cut.unwatch()
