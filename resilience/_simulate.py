@@ -449,6 +449,12 @@ class _Log:
         except (OSError, ValueError):
             self._quiet = True
 
+    def banner(self, *lines: str) -> None:
+        """Print ``lines`` together: no request's line comes between them
+        (a client may send as soon as it reads the first)."""
+        with self._lock:
+            self.print("\n".join(lines))
+
     def served(self, served: Served) -> None:
         """Count one request and print its line.
 
@@ -540,10 +546,10 @@ def serve(config: Settings, out: TextIO, err: TextIO) -> int:
         started = time.monotonic()
         try:
             bases = ", ".join(f"{v}: {sim.base(v)}" for v in ("gameye", "8bitedge", "playwave"))
-            log.print(f"vendor simulator on {sim.url} ({bases})")
-            log.print(
+            log.banner(
+                f"vendor simulator on {sim.url} ({bases})",
                 f"faults: {config.mix.describe()}; seed {config.seed}; "
-                "Ctrl-C stops and prints a summary"
+                "Ctrl-C stops and prints a summary",
             )
             stop.wait()
         finally:
