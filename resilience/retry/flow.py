@@ -39,9 +39,10 @@ from resilience.instrumentation._hooks import Instruments
 from resilience.instrumentation._hooks import current as current_instruments
 from resilience.regions import RegionLocator
 from resilience.retry.classifier import Classifier
+from resilience.retry.closing import aclose_quietly, close_quietly
 from resilience.retry.engine import CallState
 from resilience.retry.policy import Policy
-from resilience.retry.racing import Race
+from resilience.retry.racing import Copies, Race
 from resilience.retry.racing_tasks import race_async
 from resilience.retry.racing_threads import HedgePool, race, race_inline
 from resilience.retry.rounds import Round, unusable
@@ -826,7 +827,7 @@ def drive(
     finally:
         flow.close()
         if live is not None:
-            _close_quietly(io.discard, live)
+            close_quietly(io.discard, live)
 
 
 async def drive_async(
@@ -891,7 +892,7 @@ async def drive_async(
     finally:
         flow.close()
         if live is not None:
-            await _aclose_quietly(io.discard, live)
+            await aclose_quietly(io.discard, live)
 
 
 def _hedge_plan(call: Call, request: Any) -> Race | None:
@@ -922,7 +923,7 @@ def _raced(call: Call, io: SyncIO, pool: HedgePool, request: Any) -> Any:
     if plan is None:
         return io.send(request, budget(call.sent or 0.0))
     runner = race_inline if getattr(io, "cuts_sends", False) else race
-    outcome = runner(plan, pool, io.send, io.discard, request, call.wire.copy, budget)
+    outcome = runner(plan, pool, Copies(request, io.send, io.discard, call.wire.copy, budget))
     call.round = plan.round()
     if isinstance(outcome, BaseException):
         raise outcome
@@ -935,7 +936,7 @@ async def _araced(call: Call, io: AsyncIO, request: Any) -> Any:
     budget = _budget_of(call)
     if plan is None:
         return await io.send(request, budget(call.sent or 0.0))
-    outcome = await race_async(plan, io.send, io.discard, request, call.wire.copy, budget)
+    outcome = await race_async(plan, Copies(request, io.send, io.discard, call.wire.copy, budget))
     call.round = plan.round()
     if isinstance(outcome, BaseException):
         raise outcome
@@ -949,24 +950,6 @@ def _with_history(error: BaseException, call: Call) -> BaseException:
         with contextlib.suppress(AttributeError, TypeError):
             setattr(error, ERROR_ATTEMPTS, tuple(call.state.attempts))
     return error
-
-
-def _close_quietly(close: Callable[[Any], Any], response: Any) -> None:
-    try:
-        close(response)
-    except Exception:  # already broken: the error in flight is the one to see
-        _log.debug("closing an abandoned response failed", exc_info=True)
-
-
-async def _aclose_quietly(close: Callable[[Any], Awaitable[Any]], response: Any) -> None:
-    # Shielded: a cancelled task must still give its connection back.
-    import anyio
-
-    try:
-        with anyio.CancelScope(shield=True):
-            await close(response)
-    except Exception:
-        _log.debug("closing an abandoned response failed", exc_info=True)
 
 
 async def _maybe_await(result: object) -> None:

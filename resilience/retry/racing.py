@@ -35,11 +35,32 @@ or ``"superseded"``.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 from resilience.retry.rounds import Copy, Round, unusable
 
-__all__ = ["Contestant", "Race"]
+__all__ = ["Contestant", "Copies", "Race"]
+
+
+class Copies(NamedTuple):
+    """How a runner sends and closes the copies of one raced attempt.
+
+    Attributes:
+        request: the request of copy 0.
+        send: ``send(request, budget)`` of the shell (a response, or for an
+            async shell an awaitable of one).
+        discard: closes a response that will not be returned (awaitable for
+            an async shell).
+        copy_of: a copy of the request for a hedge (its own timeouts).
+        budget: the time budget of a copy sent at a monotonic time.
+    """
+
+    request: Any
+    send: Callable[[Any, float | None], Any]
+    discard: Callable[[Any], Any]
+    copy_of: Callable[[Any], Any]
+    budget: Callable[[float], float | None]
 
 
 class Contestant(Protocol):

@@ -5,10 +5,10 @@ group (see :mod:`resilience.retry.racing`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from resilience.retry.racing import Race
+from resilience.retry.closing import aclose_quietly
+from resilience.retry.racing import Copies, Race
 
 if TYPE_CHECKING:
     import asyncio
@@ -20,11 +20,7 @@ _log = logging.getLogger(__name__)
 
 async def race_async(
     hedge_race: Race,
-    send: Callable[[Any, float | None], Awaitable[Any]],
-    discard: Callable[[Any], Awaitable[None]],
-    request: Any,
-    copy_of: Callable[[Any], Any],
-    budget: Callable[[float], float | None],
+    copies: Copies,
 ) -> Any:
     """Run ``hedge_race`` from an async shell; return the answer that ended it
     (a response, or the exception a copy raised).
@@ -40,18 +36,14 @@ async def race_async(
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # not asyncio
-        return await _race_in_task_group(hedge_race, send, discard, request, copy_of, budget)
-    return await _race_on_asyncio(loop, hedge_race, send, discard, request, copy_of, budget)
+        return await _race_in_task_group(hedge_race, copies)
+    return await _race_on_asyncio(loop, hedge_race, copies)
 
 
 async def _race_on_asyncio(
     loop: asyncio.AbstractEventLoop,
     hedge_race: Race,
-    send: Callable[[Any, float | None], Awaitable[Any]],
-    discard: Callable[[Any], Awaitable[None]],
-    request: Any,
-    copy_of: Callable[[Any], Any],
-    budget: Callable[[float], float | None],
+    copies: Copies,
 ) -> Any:
     """The race under asyncio: the caller sends copy 0 inside a cancel scope;
     a timer of the loop starts each hedge as a task when it is due. The copy
@@ -59,6 +51,7 @@ async def _race_on_asyncio(
     that ends it cancels the caller's scope, which cancels copy 0 (or the
     caller's wait for the hedges, when copy 0 answered unusably first). The
     hedges that did not win are cancelled, and awaited, when the race ends."""
+    request, send, discard, copy_of, budget = copies
     import asyncio
 
     import anyio
@@ -78,7 +71,7 @@ async def _race_on_asyncio(
             ended.append(result)
             scope.cancel()
         elif not isinstance(result, BaseException):
-            await _aquietly(discard, result)
+            await aclose_quietly(discard, result)
 
     def fire() -> None:
         nonlocal timer
@@ -109,12 +102,12 @@ async def _race_on_asyncio(
                 result = exc
             if hedge_race.over:  # a hedge won as copy 0 answered
                 if not isinstance(result, BaseException):
-                    await _aquietly(discard, result)
+                    await aclose_quietly(discard, result)
             elif hedge_race.finished(0, result, clock()):
                 outcome = result
             else:  # unusable, hedges in flight: one of them ends the race
                 if not isinstance(result, BaseException):
-                    await _aquietly(discard, result)
+                    await aclose_quietly(discard, result)
                 await anyio.sleep_forever()
         if ended:
             outcome = ended[0]
@@ -133,15 +126,12 @@ async def _race_on_asyncio(
 
 async def _race_in_task_group(
     hedge_race: Race,
-    send: Callable[[Any, float | None], Awaitable[Any]],
-    discard: Callable[[Any], Awaitable[None]],
-    request: Any,
-    copy_of: Callable[[Any], Any],
-    budget: Callable[[float], float | None],
+    copies: Copies,
 ) -> Any:
     """The race under any anyio runtime: each copy is a task of one task
     group; the copies that did not win are cancelled when the race ends, and
     any answer they left behind is closed."""
+    request, send, discard, copy_of, budget = copies
     import anyio
 
     clock = hedge_race.call.core.monotonic
@@ -184,20 +174,10 @@ async def _race_in_task_group(
                     tasks.cancel_scope.cancel()
                     break
                 if not isinstance(result, BaseException):
-                    await _aquietly(discard, result)
+                    await aclose_quietly(discard, result)
         return outcome
     finally:
         hedge_race.over = True
         for _, late in box:  # answers delivered but not taken
             if late is not outcome and not isinstance(late, BaseException):
-                await _aquietly(discard, late)
-
-
-async def _aquietly(discard: Callable[[Any], Awaitable[None]], response: Any) -> None:
-    import anyio
-
-    try:
-        with anyio.CancelScope(shield=True):
-            await discard(response)
-    except Exception:
-        _log.debug("closing a losing response failed", exc_info=True)
+                await aclose_quietly(discard, late)

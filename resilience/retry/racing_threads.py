@@ -18,7 +18,8 @@ from typing import Any
 
 from urllib3.util.wait import wait_for_read
 
-from resilience.retry.racing import Race
+from resilience.retry.closing import close_quietly
+from resilience.retry.racing import Copies, Race
 from resilience.retry.rounds import unusable
 
 __all__ = ["Cut", "HedgePool", "SendCut", "armed", "race", "race_inline"]
@@ -241,11 +242,7 @@ def armed() -> Cut | None:
 def race(
     hedge_race: Race,
     pool: HedgePool,
-    send: Callable[[Any, float | None], Any],
-    discard: Callable[[Any], None],
-    request: Any,
-    copy_of: Callable[[Any], Any],
-    budget: Callable[[float], float | None],
+    copies: Copies,
 ) -> Any:
     """Run ``hedge_race`` from a sync shell; return the answer that ended it
     (a response, or the exception a copy raised).
@@ -253,45 +250,25 @@ def race(
     Args:
         hedge_race: the race, copy 0 already counted.
         pool: the transport's threads.
-        send: ``send(request, budget)`` of the shell.
-        discard: closes a response that will not be returned.
-        request: the request of copy 0.
-        copy_of: a copy of the request for a hedge (its own timeouts).
-        budget: the time budget of a copy sent at a monotonic time.
+        copies: how the copies are sent and closed.
     """
-    answers: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
-    lock = threading.Lock()
+    request, send, discard, copy_of, budget = copies
+    answers = _Answers(hedge_race, send, discard)
     clock = hedge_race.call.core.monotonic
-
-    def job(index: int, req: Any, seconds: float | None) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                outcome: Any = send(req, seconds)
-            except Exception as exc:
-                outcome = exc
-            with lock:
-                if not hedge_race.over:
-                    answers.put((index, outcome))
-                    return
-            if not isinstance(outcome, BaseException):  # beaten: give the connection back
-                _quietly(discard, outcome)
-
-        return run
-
-    if not pool.submit(job(0, request, budget(hedge_race.copies[0].sent))):
+    if not pool.submit(answers.job(0, request, budget(hedge_race.copies[0].sent))):
         return send(request, budget(hedge_race.copies[0].sent))  # the pool is full: unhedged
     outcome: Any = None
     try:
         while True:
             wait = hedge_race.due(clock())
             try:
-                index, outcome = answers.get(timeout=wait)
+                index, outcome = answers.get(wait)
             except queue.Empty:
                 now = clock()
                 copy = hedge_race.timed_out(now)
                 if copy is not None:
                     req = copy_of(request)
-                    if not pool.submit(job(copy.index, req, budget(now))):
+                    if not pool.submit(answers.job(copy.index, req, budget(now))):
                         hedge_race.unsent(copy)
                 continue
             if hedge_race.finished(index, outcome, clock()):
@@ -299,25 +276,13 @@ def race(
             if not isinstance(outcome, BaseException):
                 discard(outcome)
     finally:
-        with lock:
-            hedge_race.over = True
-        while True:  # answers that came in before the race was marked over
-            try:
-                _, late = answers.get_nowait()
-            except queue.Empty:
-                break
-            if late is not outcome and not isinstance(late, BaseException):
-                _quietly(discard, late)
+        answers.close(outcome)
 
 
 def race_inline(
     hedge_race: Race,
     pool: HedgePool,
-    send: Callable[[Any, float | None], Any],
-    discard: Callable[[Any], None],
-    request: Any,
-    copy_of: Callable[[Any], Any],
-    budget: Callable[[float], float | None],
+    copies: Copies,
 ) -> Any:
     """Run ``hedge_race`` from a sync shell whose sends can be cut short
     (:class:`Cut`); return the answer that ended it (a response, or the
@@ -329,33 +294,20 @@ def race_inline(
     0 is still running cuts copy 0 short and ends the race. Arguments as for
     :func:`race`.
     """
-    answers: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
-    lock = threading.Lock()
+    request, send, discard, copy_of, budget = copies
     cut = Cut()
     call = hedge_race.call
     clock = call.core.monotonic
     wire = call.wire
     first = [False]  # copy 0 is over (answered, or cut short)
 
-    def usable(outcome: Any) -> bool:
-        return not isinstance(outcome, BaseException) and unusable(wire.status(outcome)) is None
+    def heard(outcome: Any) -> None:  # a hedge's answer, under the answers' lock
+        usable = not isinstance(outcome, BaseException) and unusable(wire.status(outcome)) is None
+        if usable and not first[0]:
+            cut.fire()  # copy 0 lost: the caller takes this answer
 
-    def job(index: int, req: Any, seconds: float | None) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                outcome: Any = send(req, seconds)
-            except Exception as exc:
-                outcome = exc
-            with lock:
-                if not hedge_race.over:
-                    answers.put((index, outcome))
-                    if not first[0] and usable(outcome):
-                        cut.fire()  # copy 0 lost: the caller takes this answer
-                    return
-            if not isinstance(outcome, BaseException):  # beaten: give the connection back
-                _quietly(discard, outcome)
-
-        return run
+    answers = _Answers(hedge_race, send, discard, heard)
+    lock = answers.lock
 
     context = contextvars.copy_context()  # hooks of a hedge see the caller's context
 
@@ -367,7 +319,9 @@ def race_inline(
                 return None
             now = clock()
             copy = hedge_race.timed_out(now)
-            if copy is not None and not pool.submit(job(copy.index, copy_of(request), budget(now))):
+            if copy is not None and not pool.submit(
+                answers.job(copy.index, copy_of(request), budget(now))
+            ):
                 hedge_race.unsent(copy)
             wait = hedge_race.due(clock())
             cut.due = None if wait is None else time.monotonic() + wait
@@ -395,65 +349,104 @@ def race_inline(
             mine = exc
     finally:
         _armed.cut = outer
+
+    def hear(index: int, answer: Any) -> bool:
+        """Whether ``answer`` ends the race; if not, it is closed."""
+        with lock:
+            ended = hedge_race.finished(index, answer, clock())
+        if not ended and not isinstance(answer, BaseException):
+            discard(answer)
+        return ended
+
     try:
         with lock:
             first[0] = True
-            early = _drained(answers)
         # The hedges that answered while copy 0 ran are heard first, in order:
         # a usable one (it cut copy 0 short) wins, unusable ones are superseded.
-        for at, (index, answer) in enumerate(early):
-            with lock:
-                ended = hedge_race.finished(index, answer, clock())
-            if ended:
-                outcome = answer
-                for _, other in early[at + 1 :]:
-                    if not isinstance(other, BaseException):
-                        _quietly(discard, other)
-                break
-            if not isinstance(answer, BaseException):
-                discard(answer)
-        if outcome is None:
-            with lock:
-                if hedge_race.finished(0, mine, clock()):
-                    outcome = mine
-                    return outcome
-        if not isinstance(mine, BaseException):
-            discard(mine)  # beaten, or unusable while a hedge runs
-        if outcome is not None:
+        while (waiting := answers.waiting()) is not None:
+            if hear(*waiting):
+                outcome = waiting[1]
+                if not isinstance(mine, BaseException):
+                    discard(mine)
+                return outcome
+        if hear(0, mine):
+            outcome = mine
             return outcome
         while True:  # a hedge ends the race: the first usable answer, or the last
-            index, answer = answers.get()
-            with lock:
-                ended = hedge_race.finished(index, answer, clock())
-            if ended:
+            index, answer = answers.get(None)
+            if hear(index, answer):
                 outcome = answer
                 return outcome
-            if not isinstance(answer, BaseException):
-                discard(answer)
     finally:
-        with lock:
-            hedge_race.over = True
-        while True:  # answers that came in before the race was marked over
+        answers.close(outcome)
+
+
+class _Answers:
+    """The answers of one sync race, as the threads of its copies deliver them.
+
+    Args:
+        hedge_race: the race.
+        send: ``send(request, budget)`` of the shell.
+        discard: closes a response that will not be returned.
+        heard: called with each answer delivered (under :attr:`lock`).
+    """
+
+    __slots__ = ("_discard", "_heard", "_queue", "_race", "_send", "lock")
+
+    def __init__(
+        self,
+        hedge_race: Race,
+        send: Callable[[Any, float | None], Any],
+        discard: Callable[[Any], None],
+        heard: Callable[[Any], None] | None = None,
+    ) -> None:
+        self._race = hedge_race
+        self._send, self._discard, self._heard = send, discard, heard
+        self._queue: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        #: Held while an answer is delivered and while the race decides.
+        self.lock = threading.Lock()
+
+    def job(self, index: int, request: Any, seconds: float | None) -> Callable[[], None]:
+        """What a pool thread runs to send copy ``index`` and deliver its answer
+        (or close it, once the race is over: beaten, it gives its connection back)."""
+
+        def run() -> None:
             try:
-                _, late = answers.get_nowait()
-            except queue.Empty:
-                break
-            if late is not outcome and not isinstance(late, BaseException):
-                _quietly(discard, late)
+                outcome: Any = self._send(request, seconds)
+            except Exception as exc:
+                outcome = exc
+            with self.lock:
+                if not self._race.over:
+                    self._queue.put((index, outcome))
+                    if self._heard is not None:
+                        self._heard(outcome)
+                    return
+            if not isinstance(outcome, BaseException):
+                close_quietly(self._discard, outcome)
 
+        return run
 
-def _drained(answers: queue.SimpleQueue[tuple[int, Any]]) -> list[tuple[int, Any]]:
-    """The answers waiting in ``answers``, in order, taken out."""
-    taken = []
-    while True:
+    def get(self, timeout: float | None) -> tuple[int, Any]:
+        """The next answer, waiting at most ``timeout`` seconds.
+
+        Raises:
+            queue.Empty: none came in time.
+        """
+        return self._queue.get(timeout=timeout)
+
+    def waiting(self) -> tuple[int, Any] | None:
+        """The next answer if one is waiting, else ``None`` (no wait)."""
         try:
-            taken.append(answers.get_nowait())
+            return self._queue.get_nowait()
         except queue.Empty:
-            return taken
+            return None
 
-
-def _quietly(discard: Callable[[Any], None], response: Any) -> None:
-    try:
-        discard(response)
-    except Exception:
-        _log.debug("closing a losing response failed", exc_info=True)
+    def close(self, outcome: Any) -> None:
+        """End the race: every answer delivered but not ``outcome`` is closed,
+        and answers still to come will be closed by their threads."""
+        with self.lock:
+            self._race.over = True
+        while (waiting := self.waiting()) is not None:
+            late = waiting[1]
+            if late is not outcome and not isinstance(late, BaseException):
+                close_quietly(self._discard, late)
