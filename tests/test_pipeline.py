@@ -311,3 +311,24 @@ def test_a_cancelled_async_call_closes_the_response_it_holds() -> None:
 
     asyncio.run(main())
     assert closed
+
+
+# -- a first-attempt success keeps what attempts() reads ------------------------------
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [{}, {"circuit_breaker": CircuitBreaker(), "rate_limit": RateLimit(per_second=1000)}],
+    ids=["defaults", "breaker-and-rate-limit"],
+)
+def test_first_attempt_success_attempts_carry_the_answers_trace_id(
+    shell: Shell, policy: dict[str, Any]
+) -> None:
+    """The call lets go of the answer once it returns it; attempts() still reads
+    the answer's X-Request-Id, whether or not a strategy read the answer."""
+    with Loopback(lambda seen: (200, {"X-Request-Id": "req-42"})) as server:
+        out = shell("GET", server.url + "/x", policy)
+    assert out.status == 200
+    [attempt] = out.attempts
+    assert attempt.classification is not None
+    assert attempt.classification.trace_id == "req-42"

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from resilience.instrumentation._events import AttemptEvent, CallEvent
 
-__all__ = ["Hook", "Instruments", "current", "get_hooks", "set_hooks"]
+__all__ = ["PROCESS", "Hook", "Instruments", "ProcessWide", "current", "get_hooks", "set_hooks"]
 
 
 @runtime_checkable
@@ -85,6 +85,19 @@ _lock = threading.Lock()
 _current: Instruments | None = None
 
 
+class ProcessWide:
+    """What every call reads of the process-wide hooks, as a plain attribute
+    (no call, no lock): whether any of them observes first-attempt successes."""
+
+    __slots__ = ("successes",)
+
+    def __init__(self) -> None:
+        self.successes = False  # the default LoggingHook does not
+
+
+PROCESS = ProcessWide()
+
+
 def set_hooks(hooks: Sequence[Hook]) -> None:
     """Set the hooks of every transport that names none (``instrumentation=``).
 
@@ -94,6 +107,7 @@ def set_hooks(hooks: Sequence[Hook]) -> None:
     checked = check_hooks(hooks)
     with _lock:
         _current = Instruments(checked)
+        PROCESS.successes = _current.successes
 
 
 def get_hooks() -> tuple[Hook, ...]:

@@ -35,7 +35,7 @@ from resilience.core.response import ResponseView
 from resilience.detectors.rules import VendorRules
 from resilience.errors import ResilienceError
 from resilience.instrumentation._events import AttemptEvent, CallEvent
-from resilience.instrumentation._hooks import Instruments
+from resilience.instrumentation._hooks import PROCESS, Instruments
 from resilience.instrumentation._hooks import current as current_instruments
 from resilience.regions import RegionLocator
 from resilience.retry.classifier import Classifier
@@ -151,6 +151,23 @@ class Done(Generic[Resp]):
 Command = Send[Any] | Read[Any] | Discard[Any] | Sleep | Done[Any]
 
 
+#: Seconds an attempt needs at least: with less left before the deadline, the
+#: call ends with what it has instead of starting one bound to time out.
+MIN_ATTEMPT = 0.005
+
+
+def attempt_budget(policy: Policy, elapsed: float) -> float | None:
+    """Seconds an attempt may take once ``elapsed`` seconds of its call have
+    passed: ``attempt_timeout`` and what is left of the deadline, the smaller;
+    ``None`` when neither is set."""
+    budget = policy.attempt_timeout
+    if policy.deadline is not None:
+        left = policy.deadline - elapsed
+        budget = left if budget is None else min(budget, left)
+    # Never a zero or negative timeout: that is "no wait at all" to a socket.
+    return None if budget is None else max(budget, MIN_ATTEMPT)
+
+
 class Core:
     """What one transport shares between its calls: the policy, the classifier,
     the store and the strategy pipeline, and the clocks.
@@ -164,6 +181,7 @@ class Core:
 
     __slots__ = (
         "classifier",
+        "first_budget",
         "first_wait",
         "generation",
         "instruments",
@@ -193,6 +211,9 @@ class Core:
         self.refresh()
         #: Whether attempts have a time budget (``deadline`` or ``attempt_timeout``).
         self.timed = policy.deadline is not None or policy.attempt_timeout is not None
+        #: The time budget of a first attempt sent at once (:meth:`Call.budget`
+        #: at the start of a call).
+        self.first_budget = attempt_budget(policy, 0.0)
         #: The longest a gate may make a call wait before its first attempt
         #: (:meth:`Call.max_wait` at the start of a call).
         self.first_wait = (
@@ -213,14 +234,11 @@ class Core:
         self.generation = MODE.generation
 
 
-_UNREAD: Any = object()
-
 #: Methods whose copies may race: safe or idempotent (RFC 9110 §9.2.1-2).
 HEDGEABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
-#: Seconds an attempt needs at least: with less left before the deadline, the
-#: call ends with what it has instead of starting one bound to time out.
-MIN_ATTEMPT = 0.005
+
+_UNREAD: Any = object()
 
 
 class Call:
@@ -228,17 +246,18 @@ class Call:
     :class:`~resilience.strategies.CallInfo`), and, when it ends on its first
     attempt, its whole history, expanded only when :func:`attempts` asks.
 
-    Host, region and vendor are read on first use: the success path of a
-    call that needs none of them reads none of them.
+    Host, region, vendor and the answer's headers are read on first use: the
+    success path of a call that needs none of them reads none of them.
     """
 
     __slots__ = (
+        "_headers",
         "_host",
         "_locator",
         "_parts",
         "_region",
+        "answer",
         "core",
-        "headers",
         "notes",
         "paced",
         "replayable",
@@ -261,11 +280,13 @@ class Call:
         self.replayable = wire.replayable(request)
         self.paced = 0.0
         self.status = 0
-        self.headers: Mapping[str, str] | None = None
-        self.retry_after: float | None = None
-        self.state: CallState | None = None
+        #: The answer whose headers ``headers`` reads on first use.
+        self.answer: Any = None
+        self._headers: Any = _UNREAD
         self._host: Any = _UNREAD
         self._region: Any = _UNREAD
+        self.retry_after: float | None = None
+        self.state: CallState | None = None
         self._locator: RegionLocator | None = core.policy.region_locator
         self._parts: Any = None
         #: What strategies remember between their duties within this call.
@@ -286,11 +307,6 @@ class Call:
         return host
 
     @property
-    def vendor(self) -> str:
-        """The vendor fixed for the host, else ``"generic"``."""
-        return self.core.classifier.host_rules(self.host).vendor
-
-    @property
     def region(self) -> str | None:
         """The region of the current attempt (``None`` when regions are not in use
         or no locator can read it)."""
@@ -306,6 +322,24 @@ class Call:
         return found
 
     @property
+    def headers(self) -> Mapping[str, str] | None:
+        """The headers of the answer heard last (``None``: none, a network error)."""
+        if self._headers is _UNREAD:
+            answer = self.answer
+            self._headers = None if answer is None else self.wire.response_headers(answer)
+        found: Mapping[str, str] | None = self._headers
+        return found
+
+    @headers.setter
+    def headers(self, value: Mapping[str, str] | None) -> None:
+        self._headers = value
+
+    @property
+    def vendor(self) -> str:
+        """The vendor fixed for the host, else ``"generic"``."""
+        return self.core.classifier.host_rules(self.host).vendor
+
+    @property
     def repeatable(self) -> bool:
         """Whether the request may be sent twice (see :class:`~resilience.strategies.CallInfo`)."""
         if not self.replayable:
@@ -319,13 +353,7 @@ class Call:
     def budget(self, now: float) -> float | None:
         """Seconds the next attempt may take: ``attempt_timeout`` and what is
         left of the deadline, the smaller; ``None`` when neither is set."""
-        policy = self.core.policy
-        budget = policy.attempt_timeout
-        if policy.deadline is not None:
-            left = policy.deadline - (now - self.started)
-            budget = left if budget is None else min(budget, left)
-        # Never a zero or negative timeout: that is "no wait at all" to a socket.
-        return None if budget is None else max(budget, MIN_ATTEMPT)
+        return attempt_budget(self.core.policy, now - self.started)
 
     def out_of_time(self, now: float) -> bool:
         """Whether the deadline leaves less than an attempt needs."""
@@ -525,17 +553,23 @@ class Call:
             return False
         core = self.core
         self.status = status
-        self.headers = wire.response_headers(response)
+        self.answer = response
+        if self.state is not None or self.round is not None:
+            # Earlier answers of this call were heard: ``headers`` holds theirs.
+            self.headers = wire.response_headers(response)
         core.pipeline.record(self, Outcome.SUCCESS, core.monotonic())
         if self.round is not None:
             self.settle_round()
         state = self.state
         if state is None:
             wire.attach(response, self)
-            if (core.instruments or current_instruments()).successes:
+            instruments = core.instruments
+            if instruments.successes if instruments is not None else PROCESS.successes:
                 c = core.classifier.success(status, self.host, self.headers)
                 self.report(c, None, "return")
                 self.ended("success", status, None, c.vendor)
+            # The response carries this call: no reference back (no cycle).
+            self.answer = None
         else:
             c = core.classifier.success(status, self.host, self.headers)
             state.on_response(c, 0.0)
@@ -544,9 +578,12 @@ class Call:
             self.ended("success", status, None, c.vendor)
         return True
 
-    def resolve(self) -> tuple[Attempt, ...]:
-        """The one-attempt history of a call that ended on its first attempt."""
-        c = self.core.classifier.success(self.status, self.host, self.headers)
+    def resolve(self, headers: Mapping[str, str] | None = None) -> tuple[Attempt, ...]:
+        """The one-attempt history of a call that ended on its first attempt
+        (``headers``: its answer's, when the call no longer holds the answer)."""
+        if headers is None:
+            headers = self.headers
+        c = self.core.classifier.success(self.status, self.host, headers)
         return (Attempt(1, self.status, None, 0.0, self.region, c),)
 
 
@@ -781,7 +818,8 @@ def drive(
         if pool is not None and core.pipeline.hedges:
             outcome = _raced(call, io, pool, request)
         else:
-            outcome = io.send(request, call.budget(call.started) if core.timed else None)
+            budget = core.first_budget if not call.paced else call.budget(call.started + call.paced)
+            outcome = io.send(request, budget)
     except Exception as exc:
         outcome = exc
     else:
@@ -846,7 +884,8 @@ async def drive_async(
         if hedges:
             outcome = await _araced(call, io, request)
         else:
-            outcome = await io.send(request, call.budget(call.started) if core.timed else None)
+            budget = core.first_budget if not call.paced else call.budget(call.started + call.paced)
+            outcome = await io.send(request, budget)
     except Exception as exc:
         outcome = exc
     else:

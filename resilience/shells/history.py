@@ -35,5 +35,5 @@ def attempts(outcome: Any) -> list[Attempt]:
     else:
         found = getattr(outcome, "_resilience_attempts", None)
     if isinstance(found, Call):
-        return list(found.resolve())
+        return list(found.resolve(getattr(outcome, "headers", None)))
     return list(found) if isinstance(found, tuple) else []

@@ -145,7 +145,7 @@ class HttpxWire:
 
     def replayable(self, request: httpx.Request) -> bool:
         # Bytes bodies are held in a ByteStream; generators and files are not.
-        return self.in_memory(request.stream)
+        return isinstance(request.stream, self.lib.ByteStream)
 
     def _request_body(self, request: httpx.Request) -> bytes | None:
         return request.read() if self.in_memory(request.stream) else None

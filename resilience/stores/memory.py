@@ -21,7 +21,7 @@ class MemoryStore:
     the same clock. Expired entries are swept every few hundred writes.
     """
 
-    __slots__ = ("_buckets", "_lock", "_values", "_writes")
+    __slots__ = ("_buckets", "_lock", "_values", "version")
 
     _SWEEP_EVERY = 256
 
@@ -30,14 +30,10 @@ class MemoryStore:
         # key -> (tokens, at, expires); key -> (value, expires)
         self._buckets: dict[str, tuple[float, float, float]] = {}
         self._values: dict[str, tuple[float, float]] = {}
-        self._writes = 0
-
-    @property
-    def version(self) -> int:
-        """A number that changes whenever a stored value or bucket does (not
-        when one merely expires): a reader that saw no change since its last
-        read may keep what it read, as the circuit breaker does."""
-        return self._writes
+        #: A number that changes whenever a stored value or bucket does (not
+        #: when one merely expires): a reader that saw no change since its last
+        #: read may keep what it read, as the circuit breaker does.
+        self.version = 0
 
     def __len__(self) -> int:
         """Entries held, the expired ones not swept yet included."""
@@ -171,7 +167,7 @@ class MemoryStore:
                 self._values.pop(key, None)
             else:
                 self._values[key] = (float(value), expires)
-            self._writes += 1
+            self.version += 1
 
     def holds(self, key: str) -> bool:
         """Whether a value is stored under ``key`` (expired or not)."""
@@ -194,8 +190,8 @@ class MemoryStore:
         return entry[0], entry[1]
 
     def _wrote(self, now: float) -> None:
-        self._writes += 1
-        if self._writes % self._SWEEP_EVERY == 0:
+        self.version += 1
+        if self.version % self._SWEEP_EVERY == 0:
             self._sweep(now)
 
     def _sweep(self, now: float) -> None:

@@ -181,7 +181,20 @@ def _overrides(strategy: object, duty: str) -> bool:
 class Pipeline:
     """The strategies of one transport, in order, each called only for its duties."""
 
-    __slots__ = ("_gates", "_hedgers", "_permits", "_recorders", "gates", "hedges", "strategies")
+    __slots__ = (
+        "_gates",
+        "_hedgers",
+        "_permits",
+        "_recorders",
+        "gates",
+        "hedges",
+        "record",
+        "strategies",
+    )
+
+    #: Tell every strategy that records (the one there is itself, when one: no
+    #: loop on the success path of the defaults).
+    record: Callable[[CallInfo, Outcome, float], None]
 
     def __init__(self, strategies: Sequence[Strategy]) -> None:
         self.strategies = tuple(strategies)
@@ -193,6 +206,10 @@ class Pipeline:
         self.gates = bool(self._gates)
         #: Whether any strategy hedges late attempts.
         self.hedges = bool(self._hedgers)
+        if len(self._recorders) == 1:
+            self.record = self._recorders[0].record
+        else:
+            self.record = self._record_each
 
     def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
         """Ask every gate in order; the first refusal wins, else the longest wait."""
@@ -205,8 +222,7 @@ class Pipeline:
                 wait = answer
         return wait
 
-    def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
-        """Tell every strategy that records."""
+    def _record_each(self, call: CallInfo, outcome: Outcome, now: float) -> None:
         for strategy in self._recorders:
             strategy.record(call, outcome, now)
 

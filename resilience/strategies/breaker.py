@@ -184,7 +184,7 @@ class BreakerStrategy(BaseStrategy):
         self._lock = threading.Lock()
         self._circuits: dict[tuple[str | None, str | None], _Circuit] = {}
         #: Whether the store tells when it changed (``MemoryStore``, ``RedisStore``).
-        self._versioned = isinstance(getattr(type(store), "version", None), property)
+        self._versioned = isinstance(getattr(store, "version", None), int)
 
     @staticmethod
     def circuit(host: str | None, region: str | None) -> str:

@@ -354,10 +354,19 @@ class RateLimiter(BaseStrategy):
 
     def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
         """A 429 holds and slows the key; any other answer lets it recover."""
-        headers = call.headers
-        if headers is None or outcome is Outcome.LATE:
-            return  # a network error (or no answer yet) says nothing about the rate
+        if outcome is Outcome.LATE:
+            return  # no answer yet
         key = self.config.key or call.host or ""
+        if outcome is Outcome.SUCCESS and key not in self._adaptive:
+            # A quiet key's success, mostly skipped unread (see _announces),
+            # without a look at its headers.
+            silent = self._silent.get(key, 0)
+            if silent >= QUIET_AFTER and silent % QUIET_EVERY:
+                self._silent[key] = silent + 1
+                return
+        headers = call.headers
+        if headers is None:
+            return  # a network error says nothing about the rate
         if outcome is Outcome.THROTTLED:
             self._silent.pop(key, None)
             self.on_throttled(key, now, call.retry_after, headers, wall_now=self._wall_now())
