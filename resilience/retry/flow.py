@@ -258,6 +258,7 @@ class Call:
         "_region",
         "answer",
         "core",
+        "first_budget",
         "notes",
         "paced",
         "replayable",
@@ -279,6 +280,9 @@ class Call:
         # Whether the body can be replayed is asked before sending: sending may read it.
         self.replayable = wire.replayable(request)
         self.paced = 0.0
+        #: The time budget of the first attempt (:meth:`budget` once any wait
+        #: a gate asked for is over).
+        self.first_budget = core.first_budget
         self.status = 0
         #: The answer whose headers ``headers`` reads on first use.
         self.answer: Any = None
@@ -632,6 +636,8 @@ def admit(core: Core, wire: Wire[Req, Resp], request: Req) -> Call:
         )
         raise wire.not_sent(request, gate.classification, gate.error)
     call.paced = gate
+    if gate:
+        call.first_budget = call.budget(call.started + gate)
     return call
 
 
@@ -818,8 +824,7 @@ def drive(
         if pool is not None and core.pipeline.hedges:
             outcome = _raced(call, io, pool, request)
         else:
-            budget = core.first_budget if not call.paced else call.budget(call.started + call.paced)
-            outcome = io.send(request, budget)
+            outcome = io.send(request, call.first_budget)
     except Exception as exc:
         outcome = exc
     else:
@@ -884,8 +889,7 @@ async def drive_async(
         if hedges:
             outcome = await _araced(call, io, request)
         else:
-            budget = core.first_budget if not call.paced else call.budget(call.started + call.paced)
-            outcome = await io.send(request, budget)
+            outcome = await io.send(request, call.first_budget)
     except Exception as exc:
         outcome = exc
     else:

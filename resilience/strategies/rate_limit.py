@@ -357,42 +357,41 @@ class RateLimiter(BaseStrategy):
         if outcome is Outcome.LATE:
             return  # no answer yet
         key = self.config.key or call.host or ""
-        if outcome is Outcome.SUCCESS and key not in self._adaptive:
-            # A quiet key's success, mostly skipped unread (see _announces),
-            # without a look at its headers.
+        if outcome is Outcome.THROTTLED:
+            headers = call.headers
+            if headers is not None:
+                self._silent.pop(key, None)
+                self.on_throttled(key, now, call.retry_after, headers, wall_now=self._wall_now())
+            return
+        adaptive = key in self._adaptive
+        if not adaptive:
+            if outcome is not Outcome.SUCCESS and call.headers is None:
+                return  # a network error says nothing about the rate
+            # Every answer is read while the key's server announces limits, and
+            # for its first QUIET_AFTER answers; a server that announced none in
+            # that many answers in a row is read on one answer in QUIET_EVERY
+            # (it starts announcing after a deploy: seen within that many
+            # answers; a 429 is always heard), and its other successes are
+            # skipped without a look at their headers.
             silent = self._silent.get(key, 0)
             if silent >= QUIET_AFTER and silent % QUIET_EVERY:
                 self._silent[key] = silent + 1
                 return
         headers = call.headers
         if headers is None:
-            return  # a network error says nothing about the rate
-        if outcome is Outcome.THROTTLED:
-            self._silent.pop(key, None)
-            self.on_throttled(key, now, call.retry_after, headers, wall_now=self._wall_now())
-        elif key in self._adaptive or self._announces(key, headers):
+            return
+        if adaptive or self._announces(key, headers):
             self.on_success(key, now, headers, wall_now=self._wall_now())
 
     def _announces(self, key: str, headers: Mapping[str, str]) -> bool:
-        """Whether an answer for ``key`` announces limits in its headers.
-
-        Every answer is read while the key's server announces limits, and for
-        its first :data:`QUIET_AFTER` answers; a server that announced none in
-        that many answers in a row is read on one answer in
-        :data:`QUIET_EVERY` (it starts announcing after a deploy: seen within
-        that many answers; a 429 is always heard), which spares each success
-        a scan of its header names.
-        """
-        silent = self._silent.get(key, 0)
-        if silent >= QUIET_AFTER and silent % QUIET_EVERY:
-            self._silent[key] = silent + 1
-            return False
+        """Whether an answer for ``key`` announces limits in its headers
+        (counting the answers in a row that do not: see :meth:`record`)."""
         if announces_limits(headers):
             self._silent.pop(key, None)
             return True
         if len(self._silent) >= _KEYS_MAX:
             self._silent.clear()  # many hosts: start over rather than grow
-        self._silent[key] = silent + 1
+        self._silent[key] = self._silent.get(key, 0) + 1
         return False
 
     def _wall_now(self) -> float | None:
