@@ -41,6 +41,7 @@ from resilience.regions import RegionLocator
 from resilience.retry.classifier import Classifier
 from resilience.retry.closing import aclose_quietly, close_quietly
 from resilience.retry.engine import CallState
+from resilience.retry.lazy import forget, lazy
 from resilience.retry.policy import Policy
 from resilience.retry.racing import Copies, Race
 from resilience.retry.racing_tasks import race_async
@@ -238,39 +239,32 @@ class Core:
 HEDGEABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
-_UNREAD: Any = object()
-
-
 class Call:
     """One call: what the strategies may read about it (see
     :class:`~resilience.strategies.CallInfo`), and, when it ends on its first
     attempt, its whole history, expanded only when :func:`attempts` asks.
 
-    Host, region, vendor and the answer's headers are read on first use: the
-    success path of a call that needs none of them reads none of them.
+    A call that ends on its first attempt writes almost nothing: what it does
+    not change stays at the class's defaults below, and the host, region,
+    vendor, notes and the answer's headers are read or made on first use (a
+    success that no strategy asks about reads none of them).
     """
 
-    __slots__ = (
-        "_headers",
-        "_host",
-        "_locator",
-        "_parts",
-        "_region",
-        "answer",
-        "core",
-        "first_budget",
-        "notes",
-        "paced",
-        "replayable",
-        "request",
-        "retry_after",
-        "round",
-        "sent",
-        "started",
-        "state",
-        "status",
-        "wire",
-    )
+    #: Seconds a gate made the first attempt wait.
+    paced: float = 0.0
+    #: The status of the answer that ended the call as a success.
+    status: int = 0
+    #: The answer whose headers ``headers`` reads on first use.
+    answer: Any = None
+    #: Seconds from the last answer's ``Retry-After``, when classified.
+    retry_after: float | None = None
+    #: The per-call state, once the call goes beyond one plain attempt.
+    state: CallState | None = None
+    #: When the attempt now answered was sent (kept when hedging only).
+    sent: float | None = None
+    #: The copies of the last attempt, when it was raced against hedges.
+    round: Round | None = None
+    _parts: Any = None
 
     def __init__(self, core: Core, wire: Wire[Any, Any], request: Any, started: float) -> None:
         self.core = core
@@ -279,64 +273,43 @@ class Call:
         self.started = started
         # Whether the body can be replayed is asked before sending: sending may read it.
         self.replayable = wire.replayable(request)
-        self.paced = 0.0
         #: The time budget of the first attempt (:meth:`budget` once any wait
         #: a gate asked for is over).
         self.first_budget = core.first_budget
-        self.status = 0
-        #: The answer whose headers ``headers`` reads on first use.
-        self.answer: Any = None
-        self._headers: Any = _UNREAD
-        self._host: Any = _UNREAD
-        self._region: Any = _UNREAD
-        self.retry_after: float | None = None
-        self.state: CallState | None = None
-        self._locator: RegionLocator | None = core.policy.region_locator
-        self._parts: Any = None
-        #: What strategies remember between their duties within this call.
-        self.notes: dict[object, object] = {}
-        #: When the attempt now answered was sent (kept when hedging only).
-        self.sent: float | None = None
-        #: The copies of the last attempt, when it was raced against hedges.
-        self.round: Round | None = None
 
     # -- what strategies read -------------------------------------------------
 
-    @property
+    @lazy
     def host(self) -> str | None:
         """The request's host name, without port."""
-        if self._host is _UNREAD:
-            self._host = self.wire.host(self.request)
-        host: str | None = self._host
-        return host
+        return self.wire.host(self.request)
 
-    @property
+    @lazy
+    def _locator(self) -> RegionLocator | None:
+        return self.core.policy.region_locator
+
+    @lazy
     def region(self) -> str | None:
         """The region of the current attempt (``None`` when regions are not in use
         or no locator can read it)."""
-        if self._region is _UNREAD:
-            region = None
-            if self.core.policy.regions is not None:
-                locator = self._locator or self.core.classifier.host_rules(self.host).region_locator
-                if locator is not None:
-                    self._locator = locator
-                    region = locator.region_of(self.parts)
-            self._region = region
-        found: str | None = self._region
-        return found
+        if self.core.policy.regions is None:
+            return None
+        locator = self._locator or self.core.classifier.host_rules(self.host).region_locator
+        if locator is None:
+            return None
+        self._locator = locator
+        return locator.region_of(self.parts)
 
-    @property
+    @lazy
     def headers(self) -> Mapping[str, str] | None:
         """The headers of the answer heard last (``None``: none, a network error)."""
-        if self._headers is _UNREAD:
-            answer = self.answer
-            self._headers = None if answer is None else self.wire.response_headers(answer)
-        found: Mapping[str, str] | None = self._headers
-        return found
+        answer = self.answer
+        return None if answer is None else self.wire.response_headers(answer)
 
-    @headers.setter
-    def headers(self, value: Mapping[str, str] | None) -> None:
-        self._headers = value
+    @lazy
+    def notes(self) -> dict[object, object]:
+        """What strategies remember between their duties within this call."""
+        return {}
 
     @property
     def vendor(self) -> str:
@@ -395,15 +368,15 @@ class Call:
         """The region locator: the policy's, else the host's vendor's, else ``rules``'."""
         if self._locator is None and rules.region_locator is not None:
             self._locator = rules.region_locator
-            self._region = _UNREAD  # read it again, where this vendor keeps it
+            forget(self, "region")  # read it again, where this vendor keeps it
         return self._locator
 
     def move(self, request: Any, region: str | None) -> None:
         """The next attempt goes to ``region`` with ``request``."""
         self.request = request
         self._parts = None
-        self._host = _UNREAD
-        self._region = region
+        forget(self, "host")
+        self.region = region
 
     def instruments(self) -> Instruments:
         """The hooks observing this call: the transport's, else the process's."""

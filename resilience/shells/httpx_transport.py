@@ -18,6 +18,7 @@ the one retry flow of :mod:`resilience.retry.flow`.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from types import ModuleType, TracebackType
@@ -273,20 +274,30 @@ def wire_for(lib: ModuleType) -> HttpxWire:
 _ORIGINAL_TIMEOUT = "resilience.timeout"
 
 
+#: The last timeouts found to fit a budget as they were, and the longest of
+#: them (``inf`` when one is ``None``: no limit): a client sends the same
+#: timeouts on every request, so one comparison settles most calls. Replaced
+#: whole (one assignment, safe between threads).
+_fitted: tuple[dict[str, float | None], float] = ({}, 0.0)
+
+
 def _cut_timeouts(request: httpx.Request, budget: float) -> None:
     """Cut the request's connect/read/write/pool timeouts to ``budget`` seconds
     (from the timeouts it came with, kept aside for the next attempt)."""
+    global _fitted
     extensions = request.extensions
     original = extensions.get(_ORIGINAL_TIMEOUT)
     if original is None:
         timeout = extensions.get("timeout") or {}
+        seen, longest = _fitted
+        if longest <= budget and timeout == seen:
+            return  # the client's own timeouts already fit (a 5 s timeout, 30 s left)
         if len(timeout) == 4:
-            # A loop, not all() over a generator: this runs on every call with a deadline.
-            for value in timeout.values():
-                if value is None or value > budget:
-                    break
-            else:
-                return  # the client's own timeouts already fit (a 5 s timeout, 30 s left)
+            values = timeout.values()
+            longest = math.inf if None in values else max(values)
+            if longest <= budget:
+                _fitted = (dict(timeout), longest)
+                return
         original = extensions[_ORIGINAL_TIMEOUT] = dict(timeout)
     extensions["timeout"] = {
         name: budget if original.get(name) is None else min(original[name], budget)

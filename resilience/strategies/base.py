@@ -186,6 +186,7 @@ class Pipeline:
         "_hedgers",
         "_permits",
         "_recorders",
+        "before_attempt",
         "gates",
         "hedges",
         "record",
@@ -195,6 +196,9 @@ class Pipeline:
     #: Tell every strategy that records (the one there is itself, when one: no
     #: loop on the success path of the defaults).
     record: Callable[[CallInfo, Outcome, float], None]
+    #: Ask every gate in order; the first refusal wins, else the longest wait
+    #: (the one gate there is itself, when one).
+    before_attempt: Callable[[CallInfo, float, float], float | Refusal]
 
     def __init__(self, strategies: Sequence[Strategy]) -> None:
         self.strategies = tuple(strategies)
@@ -210,12 +214,17 @@ class Pipeline:
             self.record = self._recorders[0].record
         else:
             self.record = self._record_each
+        if len(self._gates) == 1:
+            self.before_attempt = self._gates[0].before_attempt
+        else:
+            self.before_attempt = self._ask_each
 
-    def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
-        """Ask every gate in order; the first refusal wins, else the longest wait."""
+    def _ask_each(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
         wait = 0.0
         for strategy in self._gates:
             answer = strategy.before_attempt(call, now, max_wait)
+            if not answer:
+                continue  # 0.0, go now: the common answer (a Refusal is true)
             if isinstance(answer, Refusal):
                 return answer
             if answer > wait:

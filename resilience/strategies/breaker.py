@@ -137,6 +137,7 @@ class _Circuit:
 
     __slots__ = (
         "closed_gen",
+        "due",
         "flushed",
         "gen",
         "index",
@@ -144,10 +145,10 @@ class _Circuit:
         "n_key",
         "name",
         "probes_key",
-        "read_at",
         "seen",
         "state_keys",
         "successes",
+        "trusted_until",
         "until",
     )
 
@@ -163,12 +164,16 @@ class _Circuit:
         self.n_key = ""
         self.flushed = now
         #: The store's version when the circuit was last read closed (-1: not
-        #: read closed), when (monotonic), and its generation then.
+        #: read closed), until when (monotonic) that read is trusted, and the
+        #: circuit's generation then.
         self.seen: int | None = -1
-        self.read_at = now
-        self.closed_gen: float | None = None
+        self.trusted_until = now
+        self.closed_gen = 0.0
         #: Monotonic time at which the bucket ``index`` ends (-inf: not known).
         self.until = -math.inf
+        #: Monotonic time from which a success is counted the slow way: the
+        #: bucket ended, or a flush is due (-inf: now).
+        self.due = -math.inf
 
 
 class BreakerStrategy(BaseStrategy):
@@ -237,16 +242,18 @@ class BreakerStrategy(BaseStrategy):
         again.
         """
         circuit = self._circuits.get((call.host, call.region)) or self._circuit(call, now)
-        version = self.store.version if self._versioned else None  # type: ignore[attr-defined]
-        if version == circuit.seen and now - circuit.read_at < REREAD:
-            call.notes[self] = (circuit, circuit.closed_gen)
+        store = self.store
+        version = store.version if self._versioned else None  # type: ignore[attr-defined]
+        if version == circuit.seen and now < circuit.trusted_until:
+            call.notes[self] = circuit
             return 0.0
-        opened, tripped, generation = self.store.get_many(circuit.state_keys, now)
+        opened, tripped, generation = store.get_many(circuit.state_keys, now)
         if not opened and not tripped:
             # Closed: the outcome of this attempt counts in this generation's window.
-            call.notes[self] = (circuit, generation)
+            circuit.closed_gen = float(generation or 0.0)
+            call.notes[self] = circuit
             if version is not None:
-                circuit.seen, circuit.read_at, circuit.closed_gen = version, now, generation
+                circuit.seen, circuit.trusted_until = version, now + REREAD
             return 0.0
         circuit.seen = -1
         if not opened:  # half-open: a probe, if a slot is free
@@ -259,14 +266,42 @@ class BreakerStrategy(BaseStrategy):
 
     def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
         """Count the outcome; open on a failure over the ratio, close on a good probe."""
-        if outcome is Outcome.LATE:
+        if outcome is Outcome.SUCCESS:
+            # What the gate noted: the circuit, when it was closed as this attempt was let go.
+            circuit: _Circuit | None = call.notes.pop(self, None)  # type: ignore[assignment]
+            if circuit is not None:
+                # A success only counts (while the bucket lasts, without reading the clock).
+                gen = circuit.closed_gen
+                if now >= circuit.due or circuit.gen != gen:
+                    self._count_slowly(circuit, now, gen)
+                else:
+                    next(circuit.successes)
+                return
+        elif outcome is Outcome.LATE:
             return  # a hedged copy follows: the attempt's answer will count
+        self._record(call, outcome is Outcome.FAILURE, now)
+
+    def _count_slowly(self, circuit: _Circuit, now: float, gen: float) -> None:
+        """Count a success in a circuit closed in generation ``gen``, moving to
+        its current bucket and adding the counted successes to the store when due."""
+        if now >= circuit.until or circuit.gen != gen:
+            wall = self.wall()
+            index = math.floor(wall / self._width)
+            if circuit.index != index or circuit.gen != gen:
+                self._flush(circuit, now, gen, index)
+            circuit.until = now + (index + 1) * self._width - wall
+        next(circuit.successes)
+        if now - circuit.flushed >= FLUSH_EVERY:
+            self._flush(circuit, now)
+        circuit.due = min(circuit.until, circuit.flushed + FLUSH_EVERY)
+
+    def _record(self, call: CallInfo, failed: bool, now: float) -> None:
+        """Count an outcome the quick way of :meth:`record` does not settle."""
         config = self.config
-        failed = outcome is Outcome.FAILURE
         store = self.store
-        notes = call.notes
-        if self in notes:  # the circuit was closed when this attempt was let go
-            circuit, generation = notes.pop(self)  # type: ignore[misc]
+        circuit = call.notes.pop(self, None)
+        if isinstance(circuit, _Circuit):  # the circuit was closed when this attempt was let go
+            generation: float | None = circuit.closed_gen
             opened = tripped = None
         else:
             circuit = self._circuit(call, now)
@@ -284,17 +319,7 @@ class BreakerStrategy(BaseStrategy):
             return
         gen = float(generation or 0.0)
         if not failed:
-            # A success never opens a circuit: count it here, add it to the
-            # store later; while the bucket lasts, without reading the clock.
-            if now >= circuit.until or circuit.gen != gen:
-                wall = self.wall()
-                index = math.floor(wall / self._width)
-                if circuit.index != index or circuit.gen != gen:
-                    self._flush(circuit, now, gen, index)
-                circuit.until = now + (index + 1) * self._width - wall
-            next(circuit.successes)
-            if now - circuit.flushed >= FLUSH_EVERY:
-                self._flush(circuit, now)
+            self._count_slowly(circuit, now, gen)
             return
         width = self._width
         wall = self.wall()

@@ -319,14 +319,20 @@ class RateLimiter(BaseStrategy):
     def before_attempt(self, call: CallInfo, now: float, max_wait: float) -> float | Refusal:
         """Reserve the next slot, or refuse when it is further away than ``max_wait``."""
         key = self.config.key or call.host or ""
+        leases = self._leases
+        if leases is not None:
+            # A key has a lease only at the plan's rate (a decrease ends it).
+            lease = leases.get(key)
+            if lease is not None and now < lease.until and next(lease.handed) < lease.size:
+                return 0.0  # a token already taken from the store
+        return self._take(call, key, now, max_wait)
+
+    def _take(self, call: CallInfo, key: str, now: float, max_wait: float) -> float | Refusal:
+        """:meth:`before_attempt` without a leased token at hand."""
         # Leases only at the plan's rate (no adaptive state for the key), where a
         # request costs one token: a factor that changes on every answer would
         # end every lease.
         leases = None if key in self._adaptive else self._leases
-        if leases is not None:
-            lease = leases.get(key)
-            if lease is not None and now < lease.until and next(lease.handed) < lease.size:
-                return 0.0  # a token already taken from the store
         buckets = self._made.get(key)
         if buckets is None:
             buckets = self._buckets(key)
@@ -354,29 +360,30 @@ class RateLimiter(BaseStrategy):
 
     def record(self, call: CallInfo, outcome: Outcome, now: float) -> None:
         """A 429 holds and slows the key; any other answer lets it recover."""
-        if outcome is Outcome.LATE:
-            return  # no answer yet
         key = self.config.key or call.host or ""
-        if outcome is Outcome.THROTTLED:
+        if outcome is Outcome.SUCCESS:
+            # Every answer is read while the key's server announces limits, and
+            # for its first QUIET_AFTER answers; a server that announced none in
+            # that many answers in a row is read on one answer in QUIET_EVERY
+            # (it starts announcing after a deploy: seen within that many
+            # answers; a 429 is always heard), and its other successes are
+            # skipped here without a look at their headers. A key below the
+            # plan's rate has no count of silence: a decrease drops it.
+            silent = self._silent.get(key, 0)
+            if silent >= QUIET_AFTER and silent % QUIET_EVERY:
+                self._silent[key] = silent + 1
+                return
+        elif outcome is Outcome.LATE:
+            return  # no answer yet
+        elif outcome is Outcome.THROTTLED:
             headers = call.headers
             if headers is not None:
                 self._silent.pop(key, None)
                 self.on_throttled(key, now, call.retry_after, headers, wall_now=self._wall_now())
             return
         adaptive = key in self._adaptive
-        if not adaptive:
-            if outcome is not Outcome.SUCCESS and call.headers is None:
-                return  # a network error says nothing about the rate
-            # Every answer is read while the key's server announces limits, and
-            # for its first QUIET_AFTER answers; a server that announced none in
-            # that many answers in a row is read on one answer in QUIET_EVERY
-            # (it starts announcing after a deploy: seen within that many
-            # answers; a 429 is always heard), and its other successes are
-            # skipped without a look at their headers.
-            silent = self._silent.get(key, 0)
-            if silent >= QUIET_AFTER and silent % QUIET_EVERY:
-                self._silent[key] = silent + 1
-                return
+        if not adaptive and outcome is not Outcome.SUCCESS and call.headers is None:
+            return  # a network error says nothing about the rate
         headers = call.headers
         if headers is None:
             return
@@ -521,6 +528,10 @@ class RateLimiter(BaseStrategy):
                 since=now,
                 until=_recovered_at(w_max, f0, now, self.config.recovery),
             )
+            # Below the plan: no lease (a request costs more than one token
+            # now) and every answer read until the key recovers.
+            self._end_lease(key)
+            self._silent.pop(key, None)
             self._decreases += 1
             if self._decreases % self._SWEEP_EVERY == 0:
                 # Keys nobody calls any more: forget those back at the plan's rate.
