@@ -142,3 +142,45 @@ def test_no_attempt_starts_when_the_deadline_leaves_no_time_for_it(shell: str) -
         connections = server.connections
     assert out.status == 503
     assert connections == 1
+
+
+def _timeouts_sent(client_timeout: float, deadline: float, *, asynchronous: bool) -> Any:
+    """The timeouts an httpx request reached the wrapped transport with."""
+    seen: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.extensions["timeout"]))
+        return httpx.Response(200)
+
+    if asynchronous:
+
+        async def main() -> None:
+            transport = resilience.AsyncResilientTransport(
+                transport=httpx.MockTransport(handler), deadline=deadline
+            )
+            async with httpx.AsyncClient(transport=transport, timeout=client_timeout) as client:
+                await client.get("http://vendor.test/")
+
+        asyncio.run(main())
+    else:
+        transport = resilience.ResilientTransport(
+            transport=httpx.MockTransport(handler), deadline=deadline
+        )
+        with httpx.Client(transport=transport, timeout=client_timeout) as client:
+            client.get("http://vendor.test/")
+    return seen[0]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["httpx", "httpx-async"])
+def test_timeouts_that_fit_the_deadline_are_sent_as_they_are(asynchronous: bool) -> None:
+    sent = _timeouts_sent(5.0, 30.0, asynchronous=asynchronous)
+    assert sent == {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["httpx", "httpx-async"])
+def test_the_same_timeouts_are_cut_once_a_deadline_is_shorter(asynchronous: bool) -> None:
+    # The first call finds 5 s timeouts fitting 30 s; the same timeouts do not fit 2 s.
+    _timeouts_sent(5.0, 30.0, asynchronous=asynchronous)
+    sent = _timeouts_sent(5.0, 2.0, asynchronous=asynchronous)
+    assert set(sent) == {"connect", "read", "write", "pool"}
+    assert all(0.0 < value <= 2.0 for value in sent.values())

@@ -604,6 +604,17 @@ def test_a_hold_ends_the_lease_at_once() -> None:
     assert wait == pytest.approx(2.0)
 
 
+def test_a_lowered_rate_ends_the_lease_at_once() -> None:
+    store = MemoryStore()
+    lim = RateLimit(per_second=100_000, burst=1_000).new_limiter(store)
+    lim.before_attempt(_Call(), 0.0, math.inf)  # a lease of many tokens
+    lim.on_throttled(KEY, 0.0)  # a 429 without any hint: no hold, a lower rate
+    spent = 1_000 - _tokens(store, lim, 0.0)
+    lim.before_attempt(_Call(), 0.0, math.inf)
+    # Not served from the lease: the store is asked, at the cost of the lowered rate.
+    assert 1_000 - _tokens(store, lim, 0.0) == pytest.approx(spent + 1.0 / lim.factor(KEY))
+
+
 def test_strict_pacing_takes_no_lease() -> None:
     store = MemoryStore()
     lim = RateLimit(per_second=100_000).new_limiter(store)  # burst 1: a quarter is < 2

@@ -245,9 +245,9 @@ class Call:
     attempt, its whole history, expanded only when :func:`attempts` asks.
 
     A call that ends on its first attempt writes almost nothing: what it does
-    not change stays at the class's defaults below, and the host, region,
-    vendor, notes and the answer's headers are read or made on first use (a
-    success that no strategy asks about reads none of them).
+    not change stays at the class's defaults below, and the host, region and
+    the answer's headers are read on first use (a success that no strategy
+    asks about reads none of them).
     """
 
     #: Seconds a gate made the first attempt wait.
@@ -265,6 +265,8 @@ class Call:
     #: The copies of the last attempt, when it was raced against hedges.
     round: Round | None = None
     _parts: Any = None
+    #: The region locator once settled (see :meth:`locator_for`).
+    _locator: RegionLocator | None = None
 
     def __init__(self, core: Core, wire: Wire[Any, Any], request: Any, started: float) -> None:
         self.core = core
@@ -276,6 +278,8 @@ class Call:
         #: The time budget of the first attempt (:meth:`budget` once any wait
         #: a gate asked for is over).
         self.first_budget = core.first_budget
+        #: What strategies remember between their duties within this call.
+        self.notes: dict[object, object] = {}
 
     # -- what strategies read -------------------------------------------------
 
@@ -285,16 +289,16 @@ class Call:
         return self.wire.host(self.request)
 
     @lazy
-    def _locator(self) -> RegionLocator | None:
-        return self.core.policy.region_locator
-
-    @lazy
     def region(self) -> str | None:
         """The region of the current attempt (``None`` when regions are not in use
         or no locator can read it)."""
         if self.core.policy.regions is None:
             return None
-        locator = self._locator or self.core.classifier.host_rules(self.host).region_locator
+        locator = (
+            self._locator
+            or self.core.policy.region_locator
+            or self.core.classifier.host_rules(self.host).region_locator
+        )
         if locator is None:
             return None
         self._locator = locator
@@ -305,11 +309,6 @@ class Call:
         """The headers of the answer heard last (``None``: none, a network error)."""
         answer = self.answer
         return None if answer is None else self.wire.response_headers(answer)
-
-    @lazy
-    def notes(self) -> dict[object, object]:
-        """What strategies remember between their duties within this call."""
-        return {}
 
     @property
     def vendor(self) -> str:
@@ -366,9 +365,11 @@ class Call:
 
     def locator_for(self, rules: VendorRules) -> RegionLocator | None:
         """The region locator: the policy's, else the host's vendor's, else ``rules``'."""
-        if self._locator is None and rules.region_locator is not None:
-            self._locator = rules.region_locator
-            forget(self, "region")  # read it again, where this vendor keeps it
+        if self._locator is None:
+            self._locator = self.core.policy.region_locator
+            if self._locator is None and rules.region_locator is not None:
+                self._locator = rules.region_locator
+                forget(self, "region")  # read it again, where this vendor keeps it
         return self._locator
 
     def move(self, request: Any, region: str | None) -> None:

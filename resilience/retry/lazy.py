@@ -33,7 +33,10 @@ class lazy(Generic[T]):
     def __get__(self, obj: object | None, owner: type) -> lazy[T] | T:
         if obj is None:
             return self
-        value = obj.__dict__[self.name] = self.fn(obj)
+        value = self.fn(obj)
+        # setattr, not ``obj.__dict__[...]``: asking for ``__dict__`` would
+        # make a real dict of the instance's inline attribute values.
+        setattr(obj, self.name, value)
         return value
 
 
