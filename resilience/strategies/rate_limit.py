@@ -381,13 +381,10 @@ class RateLimiter(BaseStrategy):
                 self._silent.pop(key, None)
                 self.on_throttled(key, now, call.retry_after, headers, wall_now=self._wall_now())
             return
-        adaptive = key in self._adaptive
-        if not adaptive and outcome is not Outcome.SUCCESS and call.headers is None:
-            return  # a network error says nothing about the rate
         headers = call.headers
         if headers is None:
-            return
-        if adaptive or self._announces(key, headers):
+            return  # a network error says nothing about the rate
+        if key in self._adaptive or self._announces(key, headers):
             self.on_success(key, now, headers, wall_now=self._wall_now())
 
     def _announces(self, key: str, headers: Mapping[str, str]) -> bool:
