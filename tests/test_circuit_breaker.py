@@ -40,6 +40,15 @@ def test_opens_when_the_failure_ratio_is_reached() -> None:
     assert not state.allow(KEY, 4.0)
 
 
+def test_outcomes_close_together_across_a_bucket_edge_count_whole() -> None:
+    # The window's buckets are 5 s wide here, with an edge at t=5: the older
+    # bucket then counts for 99% of its outcomes, which must not leave 3.99 of 4.
+    state = breaker()
+    for t in (4.95, 4.96, 4.97, 5.05):
+        state.record(KEY, True, t)
+    assert state.state(KEY, 5.05) == "open"
+
+
 def test_stays_closed_under_the_failure_ratio() -> None:
     state = breaker()
     for t, failed in enumerate([False, False, False, True, False]):

@@ -26,9 +26,9 @@ tag, so one circuit's keys share a node):
 * ``:<gen>:<i>:n`` / ``:f`` - outcomes and failures in bucket ``i`` of
   ``window / 2`` seconds of wall-clock time. The count over the window is the
   current bucket plus the previous one weighted by the share of it still
-  inside the window (the sliding-window estimate). Wall-clock time because
-  processes on different machines share no monotonic clock; a skew of a
-  second only shifts bucket edges.
+  inside the window (the sliding-window estimate), rounded to whole
+  outcomes. Wall-clock time because processes on different machines share
+  no monotonic clock; a skew of a second only shifts bucket edges.
 
 Every key expires, so a host that is no longer called costs nothing once its
 keys have expired.
@@ -338,10 +338,12 @@ class BreakerStrategy(BaseStrategy):
                 [f"{base}{i}:{k}" for i in (index, index - 1) for k in "nf"], now
             )
         )
-        # The previous bucket counts for the part of it still inside the window.
+        # The previous bucket counts for the part of it still inside the window,
+        # rounded to whole outcomes: outcomes close together on both sides of
+        # a bucket edge count whole, not 3.99 of 4.
         weight = 1.0 - (wall - index * width) / width
-        total += weight * previous_n
-        failures += weight * previous_f
+        total = math.floor(total + weight * previous_n + 0.5)
+        failures = math.floor(failures + weight * previous_f + 0.5)
         if total >= config.min_calls and failures / total >= config.failure_ratio:
             self._open(name, now)
 
