@@ -45,7 +45,7 @@ from benchmarks._sim import Server, served
 from benchmarks._timing import Progress, median, percentile, round_orders
 from resilience.testing import FaultMix
 
-__all__ = ["PERCENTILES", "hedged_key", "run_hedge"]
+__all__ = ["PERCENTILES", "control_key", "hedged_key", "run_hedge"]
 
 #: The percentiles reported, as (JSON field, share of calls).
 PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
@@ -67,6 +67,15 @@ def hedged_key(key: str) -> str:
     return f"{key}+hedge"
 
 
+def control_key(key: str) -> str:
+    """The key of the control row: contender ``key`` as configured, a second client.
+
+    Its p50 over the plain row's is what the comparison of two identical
+    clients gives on this machine: the noise the hedged row's p50 is read against.
+    """
+    return f"{key}+control"
+
+
 @dataclass(frozen=True)
 class Entry:
     """One row of the scenario: a contender, with or without hedging."""
@@ -83,11 +92,20 @@ class Entry:
 
 
 def entries() -> list[Entry]:
-    """Every contender as it is, and each resilience shell again with hedging on."""
+    """Every contender as it is, and each resilience shell again with hedging
+    on, and once more without (the control)."""
     found = []
     for contender in CONTENDERS:
         found.append(Entry(contender.key, contender.label, contender, Tuning()))
         if contender.role == "resilience":
+            found.append(
+                Entry(
+                    control_key(contender.key),
+                    f"{contender.label}, again (control)",
+                    contender,
+                    Tuning(),
+                )
+            )
             found.append(
                 Entry(
                     hedged_key(contender.key),
@@ -171,16 +189,21 @@ def summarise_row(entry: Entry, tally: _Tally) -> dict[str, Any]:
 
 
 def compare(rows: list[dict[str, Any]]) -> None:
-    """Give each hedged row its figures against the same shell without hedging."""
+    """Give each hedged row its figures against the same shell without hedging,
+    and each control row its p50 against the same shell's first client."""
     by_key = {row["key"]: row for row in rows if "skipped" not in row}
     for row in by_key.values():
-        if row.get("hedge") is None:
+        key = row["key"]
+        control = key.endswith("+control")
+        if row.get("hedge") is None and not control:
             continue
-        plain = by_key.get(row["key"].removesuffix("+hedge"))
+        plain = by_key.get(key.removesuffix("+hedge").removesuffix("+control"))
         if plain is None:
             continue
-        row["p99_cut"] = plain["p99_ms"] / row["p99_ms"] if row["p99_ms"] > 0 else float("nan")
-        row["p999_cut"] = plain["p999_ms"] / row["p999_ms"] if row["p999_ms"] > 0 else float("nan")
+        if not control:
+            p99, p999 = row["p99_ms"], row["p999_ms"]
+            row["p99_cut"] = plain["p99_ms"] / p99 if p99 > 0 else float("nan")
+            row["p999_cut"] = plain["p999_ms"] / p999 if p999 > 0 else float("nan")
         row["p50_ratio"] = row["p50_ms"] / plain["p50_ms"] if plain["p50_ms"] > 0 else float("nan")
         rounds = zip(row["p50_rounds_ms"], plain["p50_rounds_ms"], strict=False)
         ratios = [ours / theirs for ours, theirs in rounds if theirs > 0]

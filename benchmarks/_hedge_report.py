@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks._format import find_row, label, num, ratio, ratio3, shell_target, table
-from benchmarks._hedge import hedged_key
+from benchmarks._hedge import control_key, hedged_key
 from benchmarks._settings import HEDGE_DELAY
 
 __all__ = ["hedge_heading", "hedge_section", "hedge_table", "hedge_targets"]
@@ -98,14 +98,17 @@ def hedge_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
                 lambda v: v <= REQUESTS_PER_CALL,
                 key=hedged_key,
             ),
-            shell_target(
+            _with_control(
+                shell_target(
+                    hedge,
+                    f"hedging: p50 with {_HEDGE} vs without, same shell",
+                    f"{1 - P50_CHANGE:.2f}x to {1 + P50_CHANGE:.2f}x",
+                    "p50_ratio",
+                    ratio3,
+                    lambda v: abs(v - 1.0) <= P50_CHANGE,
+                    key=hedged_key,
+                ),
                 hedge,
-                f"hedging: p50 with {_HEDGE} vs without, same shell",
-                f"{1 - P50_CHANGE:.2f}x to {1 + P50_CHANGE:.2f}x",
-                "p50_ratio",
-                ratio3,
-                lambda v: abs(v - 1.0) <= P50_CHANGE,
-                key=hedged_key,
             ),
         ]
     outage = scenarios.get("outage")
@@ -123,6 +126,26 @@ def hedge_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     return targets
+
+
+def _has_control(result: dict[str, Any]) -> bool:
+    """Whether the run has control rows (runs before they were added have none)."""
+    return any(row["key"].endswith("+control") for row in result["rows"])
+
+
+def _control_clause(result: dict[str, Any]) -> str:
+    if not _has_control(result):
+        return ""
+    return ", once more as a control (a second client, configured the same)"
+
+
+def _with_control(target: dict[str, Any], hedge: dict[str, Any]) -> dict[str, Any]:
+    """``target``, its measured figures followed by the control rows' p50 ratios:
+    two identical clients compared the same way, the noise of the comparison."""
+    control = shell_target(hedge, "", "", "p50_ratio", ratio3, lambda v: True, key=control_key)
+    if control["measured"] != "—":
+        target["measured"] += f" (control, no hedging: {control['measured']})"
+    return target
 
 
 def _findings(result: dict[str, Any]) -> str:
@@ -175,15 +198,22 @@ def hedge_section(result: dict[str, Any]) -> list[str]:
             "timed; the percentiles are those of all of a contender's calls, and "
             "*requests/call* is the simulator's count of the contender's requests (each "
             "contender sends its own `X-Sim-Key`), over its calls. resilience runs once as "
-            "configured above and once "
-            f"more with {_HEDGE}. This scenario ran on {result['date']}, in "
+            f"configured above{_control_clause(result)} and once with {_HEDGE}. This "
+            f"scenario ran on {result['date']}, in "
             f"{result['elapsed_s']:.0f} s."
         ),
         hedge_table(result),
         (
             "*calls hedged*: calls whose `resilience.attempts()` hold an attempt with reason "
             '`"hedge"`. *p99 cut*: the same shell\'s p99 without hedging over its p99 with '
-            "it. *p50 vs no hedge*: its p50 over the same shell's p50 without hedging. *late "
+            "it. *p50 vs no hedge*: its p50 over the same shell's p50 without hedging"
+            + (
+                "; on the control rows (*again*), a second client configured as the first, it "
+                "is what the same comparison gives for two identical clients: its noise"
+                if _has_control(result)
+                else ""
+            )
+            + ". *late "
             "start*: how long after its time on the schedule a call started (the 99th "
             "percentile); more than a few milliseconds means the client, or the machine, "
             "could not keep up with the rate, and the row times a queue."

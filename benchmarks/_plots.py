@@ -42,7 +42,11 @@ def _hedging(plt: Any, data: dict[str, Any], folder: Path) -> Path:
     """Latency percentiles per family: resilience with and without hedging, bare, the peers."""
     from benchmarks._hedge import PERCENTILES
 
-    rows = [r for r in _rows(data, "hedge") if "skipped" not in r]
+    # The control rows (a second client of a shell, for the p50's noise) would
+    # draw the same line again.
+    rows = [
+        r for r in _rows(data, "hedge") if "skipped" not in r and not r["key"].endswith("+control")
+    ]
     families = [
         f for f in ("requests", "httpx", "httpx-async") if any(r["family"] == f for r in rows)
     ]

@@ -143,3 +143,7 @@ def test_tiny_hedging_run_times_every_contender_and_counts_requests_at_the_simul
         if row["hedge"] is not None:
             assert row["hedged_calls"] <= row["hedges"], key
             assert {"p99_cut", "p50_ratio"} <= set(row), key
+        if key.endswith("+control"):  # a second client as configured: its p50 ratio, no hedges
+            assert row["hedged_calls"] == 0, key
+            assert "p50_ratio" in row, key
+            assert "p99_cut" not in row, key
