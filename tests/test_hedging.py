@@ -260,6 +260,53 @@ def test_over_tls_a_hedge_that_wins_frees_the_caller(shell: str, tmp_path: Path)
     assert time.monotonic() - started < HELD / 2
 
 
+def _get_with_read_timeout(shell: str, url: str, read_timeout: float, **options: Any) -> None:
+    """GET ``url`` through ``shell`` with a client read timeout of ``read_timeout`` seconds."""
+    if shell == "requests":
+        with requests.Session() as session:
+            session.mount("http://", resilience.ResilientAdapter(**options))
+            session.get(url, timeout=(5, read_timeout))
+        return
+    timeout = httpx.Timeout(5, read=read_timeout)
+    if shell == "httpx":
+        transport = resilience.ResilientTransport(**options)
+        with httpx.Client(transport=transport, timeout=timeout) as client:
+            client.get(url)
+        return
+
+    async def run() -> None:
+        transport = resilience.AsyncResilientTransport(**options)
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            await client.get(url)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("shell", ["requests", "httpx", "httpx-async"])
+def test_a_read_timeout_shorter_than_the_hedge_delay_ends_the_read_before_any_copy(
+    shell: str,
+) -> None:
+    """The client's own read timeout is kept: an answer later than it fails the
+    attempt at that timeout, before the copy that would have been due later
+    (the retry that follows is the second attempt, and the last)."""
+    script = Script()
+    script._answers = (script.late(body("late")),)
+    options: dict[str, Any] = {
+        "hedge": resilience.Hedge(delay=HELD / 10),
+        "max_attempts": 2,
+        "backoff_initial": 0.001,
+        "backoff_max": 0.001,
+    }
+    timed_out = (requests.exceptions.RequestException, httpx.ReadTimeout)
+    with Loopback(script) as server:
+        try:
+            with pytest.raises(timed_out) as caught:
+                _get_with_read_timeout(shell, server.url + "/x", 0.05, **options)
+        finally:
+            script.release()
+    assert [a.reason for a in resilience.attempts(caught.value)] == ["first", "retry"]
+
+
 def test_a_post_without_an_idempotency_key_is_never_hedged(
     send: Callable[..., Outcome],
 ) -> None:

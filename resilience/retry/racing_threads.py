@@ -29,6 +29,9 @@ _log = logging.getLogger(__name__)
 #: The timer wakes at most once per this many seconds (see :meth:`HedgePool._tick`).
 TIMER_GRAIN = 0.01
 
+#: The least read timeout left after a wait (a zero timeout means "do not block").
+LEAST_TIMEOUT = 0.001
+
 
 class HedgePool:
     """The bounded threads a sync transport sends raced copies from, and the
@@ -173,27 +176,62 @@ class Cut:
         self.due: float | None = None
         self.on_due: Callable[[], object] | None = None
 
-    def until_readable(self, sock: Any) -> float:
+    def until_readable(self, sock: Any, within: float | None = None) -> float:
         """Wait until ``sock`` has something to read, sending each copy that
         falls due meanwhile (from the waiting thread: no timer needed while a
         read waits); the seconds waited.
 
         A connection calls it while watched, before its blocking read, so that
-        a copy's win (which shuts ``sock`` down) ends the wait as well.
+        a copy's win (which shuts ``sock`` down) ends the wait as well. The
+        wait stops where the read's own timeout, ``within`` seconds, would
+        end it before the next copy is due: the read then times out at its
+        time, as without hedging.
         """
         start = time.monotonic()
         while self.on_due is not None and not self.fired:
             due = self.due
             if due is None:
                 break
-            left = due - time.monotonic()
+            now = time.monotonic()
+            left = due - now
             if left <= 0:
                 self.on_due()  # sends a copy if the pipeline permits; moves ``due``
                 continue
+            if within is not None and within - (now - start) <= left:
+                break
             pending = getattr(sock, "pending", None)  # bytes a TLS socket already holds
             if (pending is not None and pending()) or wait_for_read(sock, timeout=left):
                 break
         return time.monotonic() - start
+
+    def read_by(self, read: Callable[[float | None], Any], timeout: float | None) -> Any:
+        """Read with ``read(seconds)``, a read of the shell's library bounded by
+        ``seconds`` (``None``: unbounded) that raises the library's timeout
+        error, caused by a :class:`TimeoutError`, when nothing came in time;
+        ``timeout`` is the read's own bound.
+
+        Each copy that falls due meanwhile is sent from the reading thread and
+        the read resumes, so that a read over a socket with a timeout waits in
+        the socket's own wait (one system call fewer per read than
+        :meth:`until_readable` and a read). A connection calls it while watched.
+        """
+        while self.on_due is not None and not self.fired and (due := self.due) is not None:
+            left = due - time.monotonic()
+            if left <= 0:
+                self.on_due()  # sends a copy if the pipeline permits; moves ``due``
+                continue
+            if timeout is not None and timeout <= left:
+                break  # the read's own bound comes first: its timeout is the caller's
+            start = time.monotonic()
+            try:
+                return read(left)
+            except Exception as exc:
+                cause = exc if isinstance(exc, TimeoutError) else exc.__cause__
+                if self.fired or not isinstance(cause, TimeoutError):
+                    raise
+            if timeout is not None:  # nothing came before the copy was due
+                timeout = max(timeout - (time.monotonic() - start), LEAST_TIMEOUT)
+        return read(timeout)
 
     def watch(self, close: Callable[[], None]) -> None:
         """A blocking read is about to start; ``close`` would end it.

@@ -9,10 +9,13 @@ connection as it does for any connection the server closed.
 
 The wrappers here arm that for the connections the shells make themselves:
 httpcore's network streams (the httpx transport built by default) and
-urllib3's connection classes (the requests adapter's pools). Before a
-blocking read the connection also waits until the socket is readable, sending
-each hedge that falls due meanwhile from the waiting thread
-(:meth:`~resilience.retry.racing_threads.Cut.until_readable`). A send with no
+urllib3's connection classes (the requests adapter's pools). While a read
+waits, each hedge that falls due meanwhile is sent from the waiting thread:
+an httpcore stream reads with its timeout cut to the time a copy is due
+(:meth:`~resilience.retry.racing_threads.Cut.read_by`: the socket's own wait,
+no extra system call); a urllib3 connection first waits until its socket is
+readable (:meth:`~resilience.retry.racing_threads.Cut.until_readable`), since
+a timeout in the middle of ``http.client``'s buffered read would end it. A send with no
 cut armed (:func:`~resilience.retry.racing_threads.armed`) costs one
 thread-local read per network read.
 """
@@ -25,12 +28,9 @@ from typing import Any
 import urllib3
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from resilience.retry.racing_threads import armed
+from resilience.retry.racing_threads import LEAST_TIMEOUT, armed
 
 __all__ = ["CUT_POOL_CLASSES", "cut_network_backend"]
-
-#: The least read timeout left after a wait (a zero timeout means "do not block").
-_LEAST_TIMEOUT = 0.001
 
 
 def _shut(sock: Any) -> None:
@@ -56,11 +56,12 @@ class _CutStream:
             return data
         cut.watch(self._shut)
         try:
-            waited = cut.until_readable(self._stream.get_extra_info("socket"))
-            if timeout is not None:
-                timeout = max(timeout - waited, _LEAST_TIMEOUT)
-            data = self._stream.read(max_bytes, timeout)
-            return data
+            # The stream's read sets the socket's timeout and reads: the socket
+            # waits, up to the time a copy is due (httpcore's timeout error
+            # is raised from the socket's TimeoutError).
+            stream = self._stream
+            read: bytes = cut.read_by(lambda seconds: stream.read(max_bytes, seconds), timeout)
+            return read
         finally:
             cut.unwatch()
 
@@ -118,6 +119,7 @@ class _CutConnection:
     """urllib3 connection behaviour: the wait for the response's head can be cut."""
 
     sock: Any
+    timeout: Any
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         cut = armed()
@@ -130,12 +132,13 @@ class _CutConnection:
         if cut is None:
             return super().getresponse(*args, **kwargs)  # type: ignore[misc]
         cut.watch(self._shut)
+        # The read timeout urllib3 set for this response: ``getresponse`` puts
+        # it on the socket, so the wait is taken off it here.
+        timeout = self.timeout if isinstance(self.timeout, (int, float)) else None
         try:
-            sock = self.sock
-            waited = cut.until_readable(sock)
-            timeout = sock.gettimeout() if sock is not None else None
+            waited = cut.until_readable(self.sock, timeout)
             if waited and timeout is not None:  # the read timeout counts the wait
-                sock.settimeout(max(timeout - waited, _LEAST_TIMEOUT))
+                self.timeout = max(timeout - waited, LEAST_TIMEOUT)
             return super().getresponse(*args, **kwargs)  # type: ignore[misc]
         finally:
             cut.unwatch()
