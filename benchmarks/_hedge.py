@@ -45,7 +45,7 @@ from benchmarks._sim import Server, served
 from benchmarks._timing import Progress, median, percentile, round_orders
 from resilience.testing import FaultMix
 
-__all__ = ["PERCENTILES", "control_key", "hedged_key", "run_hedge"]
+__all__ = ["PERCENTILES", "control_key", "hedged_key", "is_control", "run_hedge"]
 
 #: The percentiles reported, as (JSON field, share of calls).
 PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
@@ -74,6 +74,11 @@ def control_key(key: str) -> str:
     clients gives on this machine: the noise the hedged row's p50 is read against.
     """
     return f"{key}+control"
+
+
+def is_control(key: str) -> bool:
+    """Whether ``key`` is a control row's (see :func:`control_key`)."""
+    return key.endswith(control_key(""))
 
 
 @dataclass(frozen=True)
@@ -194,10 +199,10 @@ def compare(rows: list[dict[str, Any]]) -> None:
     by_key = {row["key"]: row for row in rows if "skipped" not in row}
     for row in by_key.values():
         key = row["key"]
-        control = key.endswith("+control")
+        control = is_control(key)
         if row.get("hedge") is None and not control:
             continue
-        plain = by_key.get(key.removesuffix("+hedge").removesuffix("+control"))
+        plain = by_key.get(key.removesuffix(hedged_key("")).removesuffix(control_key("")))
         if plain is None:
             continue
         if not control:

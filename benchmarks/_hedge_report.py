@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks._format import find_row, label, num, ratio, ratio3, shell_target, table
-from benchmarks._hedge import control_key, hedged_key
+from benchmarks._hedge import control_key, hedged_key, is_control
 from benchmarks._settings import HEDGE_DELAY
 
 __all__ = ["hedge_heading", "hedge_section", "hedge_table", "hedge_targets"]
@@ -130,7 +130,7 @@ def hedge_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _has_control(result: dict[str, Any]) -> bool:
     """Whether the run has control rows (runs before they were added have none)."""
-    return any(row["key"].endswith("+control") for row in result["rows"])
+    return any(is_control(row["key"]) for row in result["rows"])
 
 
 def _control_clause(result: dict[str, Any]) -> str:

@@ -40,13 +40,11 @@ def _is_ours(row: dict[str, Any]) -> bool:
 
 def _hedging(plt: Any, data: dict[str, Any], folder: Path) -> Path:
     """Latency percentiles per family: resilience with and without hedging, bare, the peers."""
-    from benchmarks._hedge import PERCENTILES
+    from benchmarks._hedge import PERCENTILES, is_control
 
     # The control rows (a second client of a shell, for the p50's noise) would
     # draw the same line again.
-    rows = [
-        r for r in _rows(data, "hedge") if "skipped" not in r and not r["key"].endswith("+control")
-    ]
+    rows = [r for r in _rows(data, "hedge") if "skipped" not in r and not is_control(r["key"])]
     families = [
         f for f in ("requests", "httpx", "httpx-async") if any(r["family"] == f for r in rows)
     ]

@@ -176,6 +176,17 @@ class Cut:
         self.due: float | None = None
         self.on_due: Callable[[], object] | None = None
 
+    def _left(self) -> float | None:
+        """Seconds until the next copy is due, each copy already due sent first
+        (from this thread, if the pipeline permits); ``None``: no copy to wait
+        for (none is due any more, or the cut has fired)."""
+        while self.on_due is not None and not self.fired and (due := self.due) is not None:
+            left = due - time.monotonic()
+            if left > 0:
+                return left
+            self.on_due()  # sends a copy if the pipeline permits; moves ``due``
+        return None
+
     def until_readable(self, sock: Any, within: float | None = None) -> float:
         """Wait until ``sock`` has something to read, sending each copy that
         falls due meanwhile (from the waiting thread: no timer needed while a
@@ -188,16 +199,8 @@ class Cut:
         time, as without hedging.
         """
         start = time.monotonic()
-        while self.on_due is not None and not self.fired:
-            due = self.due
-            if due is None:
-                break
-            now = time.monotonic()
-            left = due - now
-            if left <= 0:
-                self.on_due()  # sends a copy if the pipeline permits; moves ``due``
-                continue
-            if within is not None and within - (now - start) <= left:
+        while (left := self._left()) is not None:
+            if within is not None and within - (time.monotonic() - start) <= left:
                 break
             pending = getattr(sock, "pending", None)  # bytes a TLS socket already holds
             if (pending is not None and pending()) or wait_for_read(sock, timeout=left):
@@ -215,11 +218,7 @@ class Cut:
         the socket's own wait (one system call fewer per read than
         :meth:`until_readable` and a read). A connection calls it while watched.
         """
-        while self.on_due is not None and not self.fired and (due := self.due) is not None:
-            left = due - time.monotonic()
-            if left <= 0:
-                self.on_due()  # sends a copy if the pipeline permits; moves ``due``
-                continue
+        while (left := self._left()) is not None:
             if timeout is not None and timeout <= left:
                 break  # the read's own bound comes first: its timeout is the caller's
             start = time.monotonic()

@@ -15,9 +15,9 @@ an httpcore stream reads with its timeout cut to the time a copy is due
 (:meth:`~resilience.retry.racing_threads.Cut.read_by`: the socket's own wait,
 no extra system call); a urllib3 connection first waits until its socket is
 readable (:meth:`~resilience.retry.racing_threads.Cut.until_readable`), since
-a timeout in the middle of ``http.client``'s buffered read would end it. A send with no
-cut armed (:func:`~resilience.retry.racing_threads.armed`) costs one
-thread-local read per network read.
+a timeout in the middle of ``http.client``'s buffered read would end it. A
+send with no cut armed (:func:`~resilience.retry.racing_threads.armed`)
+costs one thread-local read per network read.
 """
 
 from __future__ import annotations
